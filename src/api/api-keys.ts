@@ -1,0 +1,36 @@
+/** shop.ApiKey: a shop manages its own keys. */
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { type ApiKey, CreateApiKeyResponseSchema, ListApiKeysResponseSchema, RevokeApiKeyResponseSchema } from "../../gen/shop/api_key_pb.ts";
+import { type ApiKeyInfo, ApiKeyInfoSchema } from "../../gen/shop/common_pb.ts";
+import { createApiKey, revokeApiKey } from "../auth/api-keys.ts";
+import type { AppContext } from "../context.ts";
+import * as sql from "../db/sql/shops.ts";
+import { principal } from "./auth.ts";
+import { ts } from "./convert.ts";
+import { invalidArgument, notFound } from "./errors.ts";
+import { requireId } from "./validate.ts";
+
+function info(r: sql.ApiKeyRow): ApiKeyInfo {
+  return create(ApiKeyInfoSchema, { id: r.id, prefix: r.prefix, name: r.name, createdAt: ts(r.created_at), revokedAt: ts(r.revoked_at) });
+}
+
+export function apiKeyService(ctx: AppContext): ServiceImpl<typeof ApiKey> {
+  return {
+    async createApiKey(req, hc) {
+      const name = req.name.trim();
+      if (name.length > 100) throw invalidArgument("name", "at most 100 characters");
+      const { key, row } = await createApiKey(ctx.pool, principal(hc).shopId, name);
+      return create(CreateApiKeyResponseSchema, { apiKey: info(row), key });
+    },
+    async listApiKeys(_req, hc) {
+      const { rows } = await ctx.pool.query<sql.ApiKeyRow>(sql.listApiKeys(principal(hc).shopId));
+      return create(ListApiKeysResponseSchema, { apiKeys: rows.map(info) });
+    },
+    async revokeApiKey(req, hc) {
+      const row = await revokeApiKey(ctx.pool, requireId("id", req.id), principal(hc).shopId);
+      if (!row) throw notFound(`api key ${req.id}`);
+      return create(RevokeApiKeyResponseSchema, { apiKey: info(row) });
+    },
+  };
+}

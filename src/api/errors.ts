@@ -1,0 +1,46 @@
+/**
+ * Errors at the API edge. Handlers throw ConnectErrors built here (right code, message naming
+ * the field); anything else becomes `internal` with a request id, its cause logged, never sent.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "../logger.ts";
+
+export const invalidArgument = (field: string, problem: string) => new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
+export const notFound = (what: string) => new ConnectError(`${what} not found`, Code.NotFound);
+export const alreadyExists = (field: string, problem: string) => new ConnectError(`${field}: ${problem}`, Code.AlreadyExists);
+export const failedPrecondition = (message: string) => new ConnectError(message, Code.FailedPrecondition);
+export const resourceExhausted = (message: string) => new ConnectError(message, Code.ResourceExhausted);
+export const permissionDenied = (message: string) => new ConnectError(message, Code.PermissionDenied);
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/**
+ * Outermost interceptor: gives each call a request id (the client's `x-request-id` when sane),
+ * logs the call, and turns unexpected errors into a bare `internal`.
+ */
+export function edgeInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const given = req.header.get("x-request-id");
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    const started = performance.now();
+    const rpc = `${req.service.typeName}/${req.method.name}`;
+    try {
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      log.debug({ requestId, rpc, ms: Math.round(performance.now() - started) }, "rpc ok");
+      return res;
+    } catch (err) {
+      const ms = Math.round(performance.now() - started);
+      if (err instanceof ConnectError) {
+        err.metadata.set("x-request-id", requestId);
+        log.info({ requestId, rpc, ms, code: Code[err.code], error: err.rawMessage }, "rpc failed");
+        throw err;
+      }
+      log.error({ requestId, rpc, ms, err }, "rpc internal error");
+      const internal = new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
+      internal.metadata.set("x-request-id", requestId);
+      throw internal;
+    }
+  };
+}

@@ -1,0 +1,68 @@
+/** Shops and their API keys: creation (CLI), revocation, and request authentication. */
+import { createHash, randomBytes } from "node:crypto";
+import type { Pool } from "../db/pool.ts";
+import * as sql from "../db/sql/shops.ts";
+
+const KEY_PREFIX = "shk_";
+
+/** The shop and key a request authenticated as. */
+export interface Principal {
+  shopId: string;
+  shopName: string;
+  shopCreatedAt: Date;
+  keyId: string;
+  keyName: string;
+  keyPrefix: string;
+  keyCreatedAt: Date;
+}
+
+export function hashKey(key: string): Buffer {
+  return createHash("sha256").update(key).digest();
+}
+
+/** A new key: `shk_` + 43 base64url characters (256 random bits). */
+export function generateKey(): string {
+  return KEY_PREFIX + randomBytes(32).toString("base64url");
+}
+
+export async function createShop(pool: Pool, name: string): Promise<sql.ShopRow> {
+  const trimmed = name.trim();
+  if (trimmed.length < 1 || trimmed.length > 200) throw new RangeError("shop name must be 1 to 200 characters");
+  const { rows } = await pool.query<sql.ShopRow>(sql.insertShop(trimmed));
+  return rows[0]!;
+}
+
+/** Creates a key for a shop; the returned `key` is the only time the secret exists in the clear. */
+export async function createApiKey(pool: Pool, shopId: string, name = ""): Promise<{ key: string; row: sql.ApiKeyRow }> {
+  if (!/^\d{1,19}$/.test(shopId)) throw new RangeError(`shop id must be an integer, got "${shopId}"`);
+  const { rows: shops } = await pool.query(sql.getShop(shopId));
+  if (shops.length === 0) throw new RangeError(`no shop with id ${shopId}`);
+  const key = generateKey();
+  const { rows } = await pool.query<sql.ApiKeyRow>(sql.insertApiKey(shopId, name, key.slice(0, KEY_PREFIX.length + 8), hashKey(key)));
+  return { key, row: rows[0]! };
+}
+
+/** Revokes a key; with `shopId`, only when the key belongs to that shop. */
+export async function revokeApiKey(pool: Pool, keyId: string, shopId?: string): Promise<sql.ApiKeyRow | undefined> {
+  if (!/^\d{1,19}$/.test(keyId)) throw new RangeError(`key id must be an integer, got "${keyId}"`);
+  const { rows } = await pool.query<sql.ApiKeyRow>(shopId ? sql.revokeShopApiKey(shopId, keyId) : sql.revokeApiKey(keyId));
+  return rows[0];
+}
+
+/** Resolves a bearer key to its principal, or undefined when unknown or revoked. */
+export async function authenticate(pool: Pool, key: string): Promise<Principal | undefined> {
+  // Cheap shape check first: garbage never reaches the database.
+  if (!key.startsWith(KEY_PREFIX) || key.length !== KEY_PREFIX.length + 43) return undefined;
+  const { rows } = await pool.query<sql.ApiKeyRow & { shop_name: string; shop_created_at: Date }>(sql.findApiKeyByHash(hashKey(key)));
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    shopId: r.shop_id,
+    shopName: r.shop_name,
+    shopCreatedAt: r.shop_created_at,
+    keyId: r.id,
+    keyName: r.name,
+    keyPrefix: r.prefix,
+    keyCreatedAt: r.created_at,
+  };
+}

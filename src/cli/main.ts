@@ -1,0 +1,200 @@
+/**
+ * `shophook` command line: serve, migrate, and shop/key administration against the configured
+ * database (DATABASE_URL, or the embedded PostgreSQL).
+ */
+import { parseArgs } from "node:util";
+import { startApp } from "../app.ts";
+import { createApiKey, createShop, revokeApiKey } from "../auth/api-keys.ts";
+import { ConfigError, loadConfig } from "../config.ts";
+import { openDatabase, type Database } from "../db/database.ts";
+import { migrate } from "../db/migrate.ts";
+import * as sql from "../db/sql/shops.ts";
+import { createLogger } from "../logger.ts";
+
+class UsageError extends Error {}
+
+interface Command {
+  usage: string;
+  summary: string;
+  options?: Record<string, { type: "string" | "boolean"; short?: string; doc: string }>;
+  run(args: string[], flags: Record<string, string | boolean | undefined>): Promise<unknown>;
+}
+
+const out = (line: string) => process.stdout.write(line + "\n");
+const json = (v: unknown) => out(JSON.stringify(v, null, 2));
+
+/** Opens the database quietly (CLI output stays readable), migrates it, runs `fn`, closes it. */
+async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const db = await openDatabase(config, createLogger(process.env.LOG_LEVEL ?? "warn"));
+  try {
+    await migrate(db.pool);
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+const commands: Record<string, Command> = {
+  serve: {
+    usage: "shophook serve",
+    summary: "Start the API server (and, without DATABASE_URL, the embedded PostgreSQL). SIGTERM stops it gracefully.",
+    async run() {
+      const config = loadConfig();
+      const log = createLogger(config.logLevel);
+      const app = await startApp(config, log);
+      const shutdown = (signal: string) => {
+        log.info({ signal }, "signal received");
+        // A bound on the whole shutdown, beyond the server's own drain timeout.
+        setTimeout(() => {
+          log.error("shutdown took too long; exiting");
+          process.exit(1);
+        }, config.shutdownTimeoutMs + 5_000).unref();
+        app.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, "shutdown failed");
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGTERM", () => shutdown("SIGTERM"));
+      process.once("SIGINT", () => shutdown("SIGINT"));
+    },
+  },
+  migrate: {
+    usage: "shophook migrate",
+    summary: "Apply pending database migrations and exit (serve also does this at start).",
+    async run() {
+      const applied = await withDb((db) => migrate(db.pool));
+      out(applied.length ? `applied migrations ${applied.join(", ")}` : "database is up to date");
+    },
+  },
+  "shop create": {
+    usage: "shophook shop create <name> [--key-name NAME] [--no-key] [--json]",
+    summary: "Create a shop and, unless --no-key, a first API key (printed once: store it now).",
+    options: {
+      "key-name": { type: "string", doc: "name of the first key (default: default)" },
+      "no-key": { type: "boolean", doc: "create the shop without a key" },
+      json: { type: "boolean", doc: "print JSON" },
+    },
+    async run(args, flags) {
+      const name = args.join(" ").trim();
+      if (!name) throw new UsageError("shop name is required");
+      const result = await withDb(async (db) => {
+        const shop = await createShop(db.pool, name);
+        const key = flags["no-key"] ? undefined : await createApiKey(db.pool, shop.id, (flags["key-name"] as string | undefined) ?? "default");
+        return { shop, key };
+      });
+      if (flags.json) return json({ shop: result.shop, api_key: result.key && { ...result.key.row, key: result.key.key } });
+      out(`shop ${result.shop.id} "${result.shop.name}" created`);
+      if (result.key) {
+        out(`api key ${result.key.row.id} created; it is shown only now:`);
+        out(result.key.key);
+      }
+    },
+  },
+  "shop list": {
+    usage: "shophook shop list [--json]",
+    summary: "List shops.",
+    options: { json: { type: "boolean", doc: "print JSON" } },
+    async run(_args, flags) {
+      const rows = await withDb(async (db) => (await db.pool.query<sql.ShopRow>(sql.listShops())).rows);
+      if (flags.json) return json(rows);
+      if (!rows.length) return out("no shops");
+      for (const r of rows) out(`${r.id}  ${r.created_at.toISOString()}  ${r.name}`);
+    },
+  },
+  "key create": {
+    usage: "shophook key create <shop-id> [--name NAME] [--json]",
+    summary: "Create an API key for a shop; the key is printed once and stored only as a hash.",
+    options: { name: { type: "string", doc: "a label for the key" }, json: { type: "boolean", doc: "print JSON" } },
+    async run(args, flags) {
+      const shopId = args[0];
+      if (!shopId) throw new UsageError("shop id is required");
+      const { key, row } = await withDb((db) => createApiKey(db.pool, shopId, (flags.name as string | undefined) ?? ""));
+      if (flags.json) return json({ ...row, key });
+      out(`api key ${row.id} created for shop ${row.shop_id}; it is shown only now:`);
+      out(key);
+    },
+  },
+  "key list": {
+    usage: "shophook key list <shop-id> [--json]",
+    summary: "List a shop's API keys (prefixes only; keys are never stored).",
+    options: { json: { type: "boolean", doc: "print JSON" } },
+    async run(args, flags) {
+      const shopId = args[0];
+      if (!shopId || !/^\d{1,19}$/.test(shopId)) throw new UsageError("shop id (an integer) is required");
+      const rows = await withDb(async (db) => (await db.pool.query<sql.ApiKeyRow>(sql.listApiKeys(shopId))).rows);
+      if (flags.json) return json(rows);
+      if (!rows.length) return out("no keys");
+      for (const r of rows) out(`${r.id}  ${r.prefix}…  ${r.revoked_at ? "revoked " + r.revoked_at.toISOString() : "active"}  ${r.name}`);
+    },
+  },
+  "key revoke": {
+    usage: "shophook key revoke <key-id>",
+    summary: "Revoke an API key: requests with it are refused from now on.",
+    async run(args) {
+      const keyId = args[0];
+      if (!keyId) throw new UsageError("key id is required");
+      const row = await withDb((db) => revokeApiKey(db.pool, keyId));
+      if (!row) throw new UsageError(`no key with id ${keyId}`);
+      out(`api key ${row.id} revoked at ${row.revoked_at!.toISOString()}`);
+    },
+  },
+};
+
+function help(): string {
+  const lines = ["Usage: shophook <command> [options]   (--help after any command for its options)", "", "Commands:"];
+  for (const c of Object.values(commands)) lines.push(`  ${c.usage}`, `      ${c.summary}`);
+  lines.push("", "Configuration comes from the environment (DATABASE_URL, PORT, ...): see docs/configuration.md.");
+  return lines.join("\n");
+}
+
+function commandHelp(c: Command): string {
+  const lines = [`Usage: ${c.usage}`, "", c.summary];
+  if (c.options) {
+    lines.push("", "Options:");
+    for (const [name, o] of Object.entries(c.options)) lines.push(`  --${name}${o.type === "string" ? " VALUE" : ""}   ${o.doc}`);
+  }
+  return lines.join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const two = `${argv[0] ?? ""} ${argv[1] ?? ""}`;
+  const [name, rest] = commands[two] ? [two, argv.slice(2)] : [argv[0] ?? "", argv.slice(1)];
+  const command = commands[name];
+  if (!command) {
+    if (!name || name === "help" || name === "--help" || name === "-h") {
+      out(help());
+      return name ? 0 : 2;
+    }
+    process.stderr.write(`shophook: unknown command "${argv.slice(0, 2).join(" ")}"\n\n${help()}\n`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    out(commandHelp(command));
+    return 0;
+  }
+  try {
+    const options = Object.fromEntries(Object.entries(command.options ?? {}).map(([k, o]) => [k, { type: o.type }]));
+    const { values, positionals } = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    await command.run(positionals, values as Record<string, string | boolean | undefined>);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError || err instanceof RangeError || String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`shophook ${name}: ${(err as Error).message}\n\n${commandHelp(command)}\n`);
+      return 2;
+    }
+    process.stderr.write(`shophook ${name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+/** Runs the CLI as a process: serve keeps running until a signal; every other command exits with its status. */
+export async function run(argv: string[]): Promise<void> {
+  const code = await main(argv);
+  if (argv[0] !== "serve" || code !== 0) process.exit(code);
+}
+
+if (import.meta.main) await run(process.argv.slice(2));

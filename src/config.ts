@@ -1,0 +1,65 @@
+/**
+ * Typed configuration, read once from the environment at start.
+ * Every field has a default and a one-line doc; docs/configuration.md lists them.
+ */
+import path from "node:path";
+
+export interface Config {
+  /** HTTP/1.1 + HTTP/2 (gRPC) port. `PORT`, default 8080; 0 picks a free port. */
+  port: number;
+  /** Interface to listen on. `HOST`, default 127.0.0.1 (set 0.0.0.0 to expose). */
+  host: string;
+  /** PostgreSQL URL. `DATABASE_URL`; unset starts an embedded PostgreSQL. */
+  databaseUrl: string | undefined;
+  /** Data directory of the embedded PostgreSQL. `SHOPHOOK_DATA_DIR`, default `<project>/.data/postgres`. */
+  embeddedDataDir: string;
+  /** Port of the embedded PostgreSQL. `SHOPHOOK_EMBEDDED_PG_PORT`, default 54329. */
+  embeddedPort: number;
+  /** Connections in the service's pool. `SHOPHOOK_DB_POOL_SIZE`, default 20. */
+  dbPoolSize: number;
+  /** Largest request body accepted, in bytes. `SHOPHOOK_BODY_LIMIT_BYTES`, default 1 MiB. */
+  bodyLimitBytes: number;
+  /** pino log level. `LOG_LEVEL`, default info. */
+  logLevel: string;
+  /** Time SIGTERM waits for in-flight work before forcing exit. `SHOPHOOK_SHUTDOWN_TIMEOUT_MS`, default 10000. */
+  shutdownTimeoutMs: number;
+}
+
+/** The project root: two levels above this file (src/config.ts). */
+export const projectRoot = path.resolve(import.meta.dirname, "..");
+
+class ConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+  const v = Number(raw);
+  if (v < min || v > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function str(env: NodeJS.ProcessEnv, name: string, def: string): string {
+  const raw = env[name];
+  return raw === undefined || raw === "" ? def : raw;
+}
+
+/** Reads the configuration from `env`; throws a readable error naming the bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const logLevel = str(env, "LOG_LEVEL", "info");
+  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+  if (!levels.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${levels.join(", ")}, got "${logLevel}"`);
+  return {
+    port: int(env, "PORT", 8080, 0, 65535),
+    host: str(env, "HOST", "127.0.0.1"),
+    databaseUrl: env.DATABASE_URL || undefined,
+    embeddedDataDir: path.resolve(str(env, "SHOPHOOK_DATA_DIR", path.join(projectRoot, ".data", "postgres"))),
+    embeddedPort: int(env, "SHOPHOOK_EMBEDDED_PG_PORT", 54329, 1, 65535),
+    dbPoolSize: int(env, "SHOPHOOK_DB_POOL_SIZE", 20, 2, 1000),
+    bodyLimitBytes: int(env, "SHOPHOOK_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
+    logLevel,
+    shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
+  };
+}
+
+export { ConfigError };

@@ -1,0 +1,94 @@
+/**
+ * Our Node adapter for the Connect router (in place of connect-node's `connectNodeAdapter`):
+ * - one router serves each RPC at `/v1/shop.<Service>/<Method>` (eTop) and `/shop.<Service>/<Method>` (gRPC);
+ * - a client's malformed protobuf is `invalid_argument`, not `internal`: connect-es reports a
+ *   request it cannot parse as binary with code internal, which would read as our fault; and an
+ *   unknown Content-Encoding is HTTP 415, not 501 (both are the client's to fix);
+ * - handler failures are logged through our logger, not console.
+ */
+import { Code, ConnectError, type ConnectRouterOptions, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import type { Logger } from "../logger.ts";
+import type { NodeServerRequest, NodeServerResponse, RequestHandler } from "./one-port.ts";
+
+export interface ConnectAdapterOptions extends ConnectRouterOptions {
+  routes: (router: ConnectRouter) => void;
+  prefixes: string[];
+  fallback: RequestHandler;
+  log: Logger;
+}
+
+const PARSE_BINARY = "parse binary:";
+const GRPC_INTERNAL = "13";
+const GRPC_INVALID_ARGUMENT = "3";
+
+/** Rewrites connect-es's `internal` for an unparseable binary request to `invalid_argument`. */
+function grpcTrailerFix(h: Headers | undefined) {
+  if (h?.get("grpc-status") !== GRPC_INTERNAL) return;
+  const msg = decodeURIComponent(h.get("grpc-message") ?? "");
+  if (msg.startsWith(PARSE_BINARY)) h.set("grpc-status", GRPC_INVALID_ARGUMENT);
+}
+
+async function* oneChunk(b: Uint8Array) {
+  yield b;
+}
+
+async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  const type = res.header?.get("content-type") ?? "";
+  if (type.startsWith("application/grpc")) {
+    grpcTrailerFix(res.header);
+    if (!res.body) return res;
+    const body = res.body;
+    const trailer = res.trailer;
+    // Trailers are filled in while the body streams: fix them once it has.
+    return {
+      ...res,
+      body: (async function* () {
+        yield* body;
+        grpcTrailerFix(trailer);
+      })(),
+    };
+  }
+  if ((res.status === 500 || res.status === 501) && type.startsWith("application/json") && res.body) {
+    const chunks: Uint8Array[] = [];
+    for await (const c of res.body) chunks.push(c);
+    let text = Buffer.concat(chunks).toString();
+    let status = res.status;
+    const err = JSON.parse(text) as { code?: string; message?: string };
+    if (err.code === "internal" && err.message?.startsWith(PARSE_BINARY)) {
+      status = 400;
+      text = JSON.stringify({ ...err, code: "invalid_argument" });
+    } else if (err.code === "unimplemented" && /compression/.test(err.message ?? "")) {
+      // An unknown Content-Encoding is the client's to fix: HTTP's answer is 415.
+      status = 415;
+    }
+    res.header?.delete("content-length");
+    return { ...res, status, body: oneChunk(Buffer.from(text)) };
+  }
+  return res;
+}
+
+export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...opts });
+  opts.routes(router);
+  const paths = new Map<string, (typeof router.handlers)[number]>();
+  for (const h of router.handlers) for (const prefix of opts.prefixes) paths.set(prefix + h.requestPath, h);
+
+  return (req: NodeServerRequest, res: NodeServerResponse) => {
+    const handler = paths.get((req.url ?? "").split("?", 1)[0]!);
+    if (!handler) return opts.fallback(req, res);
+    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then(fixParseErrors)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        // The client went away mid-response: nothing to do.
+        if (ConnectError.from(reason).code === Code.Aborted || res.destroyed) return;
+        opts.log.error({ err: reason, rpc: `${handler.service.typeName}/${handler.method.name}` }, "rpc handler failed");
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end();
+        } else res.destroy();
+      });
+  };
+}
