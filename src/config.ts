@@ -23,6 +23,10 @@ export interface Config {
   logLevel: string;
   /** Time SIGTERM waits for in-flight work before forcing exit. `SHOPHOOK_SHUTDOWN_TIMEOUT_MS`, default 10000. */
   shutdownTimeoutMs: number;
+  /** How long changes and tombstones are kept; older sync cursors must resync. `SHOPHOOK_CHANGE_RETENTION_HOURS`, default 168 (7 days). */
+  changeRetentionHours: number;
+  /** When the retention prune runs (cron, UTC). `SHOPHOOK_PRUNE_CRON`, default every 10 minutes. */
+  pruneCron: string;
 }
 
 /** The project root: two levels above this file (src/config.ts). */
@@ -59,6 +63,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: int(env, "SHOPHOOK_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
     logLevel,
     shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
+    changeRetentionHours: int(env, "SHOPHOOK_CHANGE_RETENTION_HOURS", 168, 1, 24 * 365),
+    pruneCron: str(env, "SHOPHOOK_PRUNE_CRON", "*/10 * * * *"),
   };
 }
 

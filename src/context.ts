@@ -1,5 +1,7 @@
 /** The shared handles every module receives: built once at start, passed down explicitly. */
+import type { Cursors } from "./api/paging.ts";
 import type { Config } from "./config.ts";
+import type { IdAllocator } from "./db/ids.ts";
 import type { Pool } from "./db/pool.ts";
 import type { Logger } from "./logger.ts";
 
@@ -7,4 +9,8 @@ export interface AppContext {
   config: Config;
   pool: Pool;
   log: Logger;
+  /** Signs and checks paging cursors (secret from the settings table). */
+  cursors: Cursors;
+  /** Entity ids. */
+  ids: IdAllocator;
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/common.proto.
  */
 export const file_shop_common: GenFile = /*@__PURE__*/
-  fileDesc("ChFzaG9wL2NvbW1vbi5wcm90bxIEc2hvcCJECgZQYWdpbmcSDQoFYWZ0ZXIYASABKAkSDgoGYmVmb3JlGAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiQwoIUGFnZUluZm8SDAoEbmV4dBgBIAEoCRIMCgRwcmV2GAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiVAoEU2hvcBIOCgJpZBgBIAEoA0ICMAESDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKaAQoKQXBpS2V5SW5mbxIOCgJpZBgBIAEoA0ICMAESDgoGcHJlZml4GAIgASgJEgwKBG5hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChFzaG9wL2NvbW1vbi5wcm90bxIEc2hvcCJECgZQYWdpbmcSDQoFYWZ0ZXIYASABKAkSDgoGYmVmb3JlGAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiQwoIUGFnZUluZm8SDAoEbmV4dBgBIAEoCRIMCgRwcmV2GAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiVAoEU2hvcBIOCgJpZBgBIAEoA0ICMAESDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKaAQoKQXBpS2V5SW5mbxIOCgJpZBgBIAEoA0ICMAESDgoGcHJlZml4GAIgASgJEgwKBG5hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirgEKB0FkZHJlc3MSEQoJZnVsbF9uYW1lGAEgASgJEg0KBXBob25lGAIgASgJEg0KBWVtYWlsGAMgASgJEhAKCGFkZHJlc3MxGAQgASgJEhAKCGFkZHJlc3MyGAUgASgJEgwKBHdhcmQYBiABKAkSEAoIZGlzdHJpY3QYByABKAkSEAoIcHJvdmluY2UYCCABKAkSDwoHY291bnRyeRgJIAEoCRILCgN6aXAYCiABKAkiGwoJSWRzRmlsdGVyEg4KAmlkGAEgAygDQgIwASIiCg9SZW1vdmVkUmVzcG9uc2USDwoHcmVtb3ZlZBgBIAEoBWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Paging is the cursor paging request every List* RPC takes, as eTop's
@@ -171,4 +171,106 @@ export type ApiKeyInfo = Message<"shop.ApiKeyInfo"> & {
  */
 export const ApiKeyInfoSchema: GenMessage<ApiKeyInfo> = /*@__PURE__*/
   messageDesc(file_shop_common, 3);
+
+/**
+ * Address as eTop's order addresses.
+ *
+ * @generated from message shop.Address
+ */
+export type Address = Message<"shop.Address"> & {
+  /**
+   * @generated from field: string full_name = 1;
+   */
+  fullName: string;
+
+  /**
+   * @generated from field: string phone = 2;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string address1 = 4;
+   */
+  address1: string;
+
+  /**
+   * @generated from field: string address2 = 5;
+   */
+  address2: string;
+
+  /**
+   * @generated from field: string ward = 6;
+   */
+  ward: string;
+
+  /**
+   * @generated from field: string district = 7;
+   */
+  district: string;
+
+  /**
+   * @generated from field: string province = 8;
+   */
+  province: string;
+
+  /**
+   * @generated from field: string country = 9;
+   */
+  country: string;
+
+  /**
+   * @generated from field: string zip = 10;
+   */
+  zip: string;
+};
+
+/**
+ * Describes the message shop.Address.
+ * Use `create(AddressSchema)` to create a new message.
+ */
+export const AddressSchema: GenMessage<Address> = /*@__PURE__*/
+  messageDesc(file_shop_common, 4);
+
+/**
+ * IdsFilter selects by id (at most 100 ids).
+ *
+ * @generated from message shop.IdsFilter
+ */
+export type IdsFilter = Message<"shop.IdsFilter"> & {
+  /**
+   * @generated from field: repeated int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string[];
+};
+
+/**
+ * Describes the message shop.IdsFilter.
+ * Use `create(IdsFilterSchema)` to create a new message.
+ */
+export const IdsFilterSchema: GenMessage<IdsFilter> = /*@__PURE__*/
+  messageDesc(file_shop_common, 5);
+
+/**
+ * RemovedResponse answers a Delete*: how many entities were removed (0 or 1).
+ *
+ * @generated from message shop.RemovedResponse
+ */
+export type RemovedResponse = Message<"shop.RemovedResponse"> & {
+  /**
+   * @generated from field: int32 removed = 1;
+   */
+  removed: number;
+};
+
+/**
+ * Describes the message shop.RemovedResponse.
+ * Use `create(RemovedResponseSchema)` to create a new message.
+ */
+export const RemovedResponseSchema: GenMessage<RemovedResponse> = /*@__PURE__*/
+  messageDesc(file_shop_common, 6);
 

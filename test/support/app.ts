@@ -23,7 +23,7 @@ export function transport(baseUrl: string, protocol: Protocol, key?: string): Tr
   const interceptors = [auth];
   switch (protocol) {
     case "connect":
-      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors, jsonOptions: { useProtoFieldName: true } });
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors, useBinaryFormat: false });
     case "grpc":
       return createGrpcTransport({ baseUrl, interceptors });
     case "grpcweb":

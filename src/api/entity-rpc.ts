@@ -1,0 +1,24 @@
+/** Helpers the entity RPCs share: live-row lookups that answer not_found, and Delete*'s answer. */
+import { create } from "@bufbuild/protobuf";
+import { RemovedResponseSchema } from "../../gen/shop/common_pb.ts";
+import type { AppContext } from "../context.ts";
+import { selectOne } from "../db/sql/entities.ts";
+import type { BaseRow, EntityDef } from "../entities/model.ts";
+import { ConnectError, Code } from "@connectrpc/connect";
+
+/** A deleted row, a missing row and another shop's row all read as not found. */
+export function live<R extends BaseRow>(row: R | undefined, def: EntityDef<R>, id: string, field?: string): R {
+  if (!row || row.deleted_at) {
+    const what = `${def.name.replace("_", " ")} ${id}`;
+    throw new ConnectError(field ? `${field}: ${what} not found` : `${what} not found`, Code.NotFound);
+  }
+  return row;
+}
+
+/** Reads one live row outside any write transaction (Get* RPCs, references). */
+export async function readLive<R extends BaseRow>(ctx: AppContext, def: EntityDef<R>, shopId: string, id: string, field?: string): Promise<R> {
+  const { rows } = await ctx.pool.query<R>(selectOne(def, shopId, id));
+  return live(rows[0], def, id, field);
+}
+
+export const removed = (n: number) => create(RemovedResponseSchema, { removed: n });

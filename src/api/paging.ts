@@ -1,0 +1,154 @@
+/**
+ * Cursor paging for List* and GetChanges.
+ *
+ * A cursor is an opaque, signed token: base64url(JSON) + "." + HMAC. It names its list, its
+ * shop and its sort, so a cursor from another list, shop or sort, or a tampered one, is
+ * invalid_argument. It also carries when it was issued: in the sync orders, a cursor older than
+ * the change retention may point past pruned tombstones or changes, so it is refused with
+ * failed_precondition and a stable message telling the client to resync, never a silent gap.
+ */
+import { create } from "@bufbuild/protobuf";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { type PageInfo, PageInfoSchema, type Paging } from "../../gen/shop/common_pb.ts";
+import type { AppContext } from "../context.ts";
+import { type Filter, listRows, type Sort } from "../db/sql/lists.ts";
+import type { BaseRow, EntityDef } from "../entities/model.ts";
+import { failedPrecondition, invalidArgument } from "./errors.ts";
+
+export const DEFAULT_LIMIT = 100;
+export const MAX_LIMIT = 1000;
+/** The stable start of the message for an expired cursor; clients may match on it. */
+export const CURSOR_EXPIRED = "cursor expired";
+
+interface CursorBody {
+  v: 1;
+  /** List name ("products", "changes"...). */
+  l: string;
+  /** Shop id. */
+  s: string;
+  /** Sort. */
+  o: string;
+  /** Position key: [id] or [xid, seq]. */
+  k: string[];
+  /** Issued at, ms since epoch. */
+  t: number;
+}
+
+export class Cursors {
+  private readonly secret: Buffer;
+  constructor(secret: string) {
+    this.secret = Buffer.from(secret);
+  }
+
+  private mac(body: string): Buffer {
+    return createHmac("sha256", this.secret).update(body).digest().subarray(0, 16);
+  }
+
+  encode(list: string, shopId: string, sort: string, key: string[]): string {
+    const body: CursorBody = { v: 1, l: list, s: shopId, o: sort, k: key, t: Date.now() };
+    const b = Buffer.from(JSON.stringify(body)).toString("base64url");
+    return `${b}.${this.mac(b).toString("base64url")}`;
+  }
+
+  /** Decodes and checks a cursor; errors name `field`. */
+  decode(token: string, field: string, list: string, shopId: string): CursorBody {
+    const bad = () => invalidArgument(field, "invalid cursor; use paging.next or paging.prev of a previous response unchanged");
+    const [b, m, ...rest] = token.split(".");
+    if (!b || !m || rest.length || token.length > 1000) throw bad();
+    const mac = Buffer.from(m, "base64url");
+    const want = this.mac(b);
+    if (mac.length !== want.length || !timingSafeEqual(mac, want)) throw bad();
+    let body: CursorBody;
+    try {
+      body = JSON.parse(Buffer.from(b, "base64url").toString()) as CursorBody;
+    } catch {
+      throw bad();
+    }
+    if (body.v !== 1 || !Array.isArray(body.k) || typeof body.t !== "number") throw bad();
+    if (body.s !== shopId) throw invalidArgument(field, "cursor was issued to another shop");
+    if (body.l !== list) throw invalidArgument(field, `cursor is for ${body.l}, not ${list}`);
+    return body;
+  }
+}
+
+export function pageLimit(limit: number, field = "paging.limit"): number {
+  if (limit === 0) return DEFAULT_LIMIT;
+  if (limit < 0 || limit > MAX_LIMIT) throw invalidArgument(field, `must be between 1 and ${MAX_LIMIT} (0 means ${DEFAULT_LIMIT}), got ${limit}`);
+  return limit;
+}
+
+/** Refuses a sync cursor older than the change retention window. */
+export function checkRetention(ctx: AppContext, issuedAt: number, field: string) {
+  const retentionMs = ctx.config.changeRetentionHours * 3_600_000;
+  if (Date.now() - issuedAt > retentionMs) {
+    throw failedPrecondition(
+      `${field}: ${CURSOR_EXPIRED}: it is older than the ${ctx.config.changeRetentionHours}h change retention, so changes behind it may be pruned; resync from the start (no cursor)`,
+    );
+  }
+}
+
+/** Ids filter: at most 100 valid int64 ids. */
+export function idsFilter(column: string, field: string, ids: string[]): Filter[] {
+  if (!ids.length) return [];
+  if (ids.length > 100) throw invalidArgument(field, `at most 100 ids, got ${ids.length}`);
+  for (const id of ids) if (!/^[1-9]\d{0,18}$/.test(id)) throw invalidArgument(field, `not a valid id: "${id.slice(0, 40)}"`);
+  return [{ column, values: ids, type: "bigint" }];
+}
+
+export function valuesFilter(column: string, field: string, values: string[], allowed: readonly string[]): Filter[] {
+  if (!values.length) return [];
+  for (const v of values) if (!allowed.includes(v)) throw invalidArgument(field, `unknown value "${v.slice(0, 40)}"; one of ${allowed.join(", ")}`);
+  return [{ column, values, type: "text" }];
+}
+
+/** Runs one List* page: validates paging, reads rows, and builds paging.next/prev. */
+export async function listPage<R extends BaseRow>(
+  ctx: AppContext,
+  shopId: string,
+  def: EntityDef<R>,
+  list: string,
+  paging: Paging | undefined,
+  includeDeleted: boolean,
+  filters: Filter[],
+): Promise<{ rows: R[]; paging: PageInfo }> {
+  const limit = pageLimit(paging?.limit ?? 0);
+  const requested = paging?.sort ?? "";
+  if (requested !== "" && requested !== "updated_at") throw invalidArgument("paging.sort", `must be "" (creation order) or "updated_at", got "${requested.slice(0, 40)}"`);
+  let sort: Sort = requested;
+  if (paging?.after && paging?.before) throw invalidArgument("paging", "set after or before, not both");
+  const field = paging?.before ? "paging.before" : "paging.after";
+  const token = paging?.before || paging?.after;
+  let key: string[] | undefined;
+  if (token) {
+    const c = ctx.cursors.decode(token, field, list, shopId);
+    if (paging?.sort && c.o !== paging.sort) throw invalidArgument(field, `cursor is for sort "${c.o}", not "${paging.sort}"`);
+    sort = c.o as Sort;
+    if (sort === "updated_at") checkRetention(ctx, c.t, field);
+    key = c.k;
+  }
+  const backward = Boolean(paging?.before);
+  const { rows: raw } = await ctx.pool.query<R & { horizon: string }>(listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters }));
+  const horizon = raw[0]!.horizon;
+  const keyOf = (r: R) => (r as unknown as Record<string, string | null>)[def.key];
+  const rows: R[] = raw.filter((r) => keyOf(r) !== null);
+  if (backward) rows.reverse();
+
+  const pos = (r: R): string[] => (sort === "updated_at" ? [r.feed_xid, r.feed_seq] : [keyOf(r)!]);
+  const cursor = (k: string[]) => ctx.cursors.encode(list, shopId, sort, k);
+  const full = rows.length === limit;
+  let next: string[];
+  if (backward) next = rows.length ? pos(rows.at(-1)!) : key!;
+  else if (sort === "updated_at" && !full) {
+    // Every row below the horizon after the cursor was read: the next page starts at the horizon.
+    next = maxPosition(key ?? ["0", "0"], [horizon, "0"]);
+  } else next = rows.length ? pos(rows.at(-1)!) : (key ?? ["0"]);
+  const prev = rows.length && (token || backward) && (!backward || full) ? cursor(pos(rows[0]!)) : "";
+  return { rows, paging: create(PageInfoSchema, { next: cursor(next), prev, limit, sort }) };
+}
+
+/** The later of two feed positions [xid, seq]. */
+export function maxPosition(a: string[], b: string[]): string[] {
+  const [ax, as] = a.map(BigInt) as [bigint, bigint];
+  const [bx, bs] = b.map(BigInt) as [bigint, bigint];
+  return ax > bx || (ax === bx && as >= bs) ? a : b;
+}

@@ -1,0 +1,90 @@
+/**
+ * Keyset-paged reads for List* and GetChanges. A page costs one index range scan whatever its
+ * depth: no OFFSET, the cursor's key is the scan's start.
+ *
+ * "updated_at" order is the order of each row's last change, (feed_xid, feed_seq), and only rows
+ * written by transactions below the snapshot's xmin are served: every transaction below it has
+ * finished, so nothing can later appear behind a position already served (docs/change-feed.md).
+ */
+import type { EntityDef } from "../../entities/model.ts";
+import type { Query } from "./query.ts";
+
+export type Sort = "" | "updated_at";
+
+export interface Filter {
+  column: string;
+  values: string[];
+  type: "bigint" | "text";
+}
+
+export interface ListOptions {
+  sort: Sort;
+  /** Key to start after (forward) or before (backward): [id] or [xid, seq]. */
+  key: string[] | undefined;
+  backward: boolean;
+  limit: number;
+  includeDeleted: boolean;
+  filters: Filter[];
+}
+
+/** Rows come back with a `horizon` column (the snapshot's xmin); a page with no rows is one row of NULLs and the horizon. */
+export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query {
+  const values: unknown[] = [shopId];
+  const where = ["t.shop_id = $1"];
+  const p = (v: unknown) => {
+    values.push(v);
+    return `$${values.length}`;
+  };
+  for (const f of o.filters) where.push(`t.${f.column} = ANY(${p(f.values)}::${f.type}[])`);
+  const cmp = o.backward ? "<" : ">";
+  const dir = o.backward ? "DESC" : "ASC";
+  let order: string;
+  if (o.sort === "updated_at") {
+    where.push("t.feed_xid < h.horizon");
+    if (o.key) where.push(`(t.feed_xid, t.feed_seq) ${cmp} (${p(o.key[0])}::xid8, ${p(o.key[1])}::bigint)`);
+    order = `t.feed_xid ${dir}, t.feed_seq ${dir}`;
+  } else {
+    if (!o.includeDeleted) where.push("t.deleted_at IS NULL");
+    if (o.key) where.push(`t.${def.key} ${cmp} ${p(o.key[0])}::bigint`);
+    order = `t.${def.key} ${dir}`;
+  }
+  return {
+    text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
+SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
+  SELECT t.* FROM ${def.table} t WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT ${p(o.limit)}
+) r ON true`,
+    values,
+  };
+}
+
+export interface ChangeRow {
+  horizon: string;
+  id: string | null;
+  xid: string;
+  entity: string;
+  entity_id: string;
+  change_type: "create" | "update" | "delete";
+  time: Date;
+  latest: string;
+  changed: string | null;
+}
+
+/** A page of the shop's change log after position (xid, id), commit-safe (below the horizon). */
+export function changesAfter(shopId: string, xid: string, id: string, entities: string[], limit: number): Query {
+  const values: unknown[] = [shopId, xid, id, limit];
+  let filter = "";
+  if (entities.length) {
+    values.push(entities);
+    filter = "AND c.entity = ANY($5::text[])";
+  }
+  return {
+    text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
+SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
+  SELECT c.id, c.xid::text AS xid, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
+    FROM changes c
+   WHERE c.shop_id = $1 AND (c.xid, c.id) > ($2::xid8, $3::bigint) AND c.xid < h.horizon ${filter}
+   ORDER BY c.xid, c.id LIMIT $4
+) r ON true`,
+    values,
+  };
+}

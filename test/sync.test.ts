@@ -1,0 +1,234 @@
+/** Polling sync: List* cursor paging (full then incremental), tombstones, GetChanges, bad cursors, retention. */
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { pruneExpired } from "../src/jobs/prune.ts";
+import { PRUNE_QUEUE } from "../src/jobs/boss.ts";
+import { Customer } from "../gen/shop/customer_pb.ts";
+import { Fulfillment } from "../gen/shop/fulfillment_pb.ts";
+import { Inventory } from "../gen/shop/inventory_pb.ts";
+import { Order } from "../gen/shop/order_pb.ts";
+import { Product } from "../gen/shop/product_pb.ts";
+import { Variant } from "../gen/shop/variant_pb.ts";
+import { type TestShop, useApp } from "./support/app.ts";
+
+const t = useApp({ changeRetentionHours: 24 });
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const LISTS = {
+  products: { path: "shop.Product/ListProducts", items: "products", key: "id" },
+  variants: { path: "shop.Variant/ListVariants", items: "shop_variants", key: "id" },
+  customers: { path: "shop.Customer/ListCustomers", items: "customers", key: "id" },
+  orders: { path: "shop.Order/ListOrders", items: "orders", key: "id" },
+  fulfillments: { path: "shop.Fulfillment/ListFulfillments", items: "fulfillments", key: "id" },
+  inventory_levels: { path: "shop.Inventory/ListInventoryLevels", items: "inventory_levels", key: "variant_id" },
+} as const;
+type ListName = keyof typeof LISTS;
+
+/** Polls a List* RPC sorted by updated_at from `after` until an empty page; returns items and the last cursor. */
+async function poll(shop: TestShop, list: ListName, after?: string, limit = 3) {
+  const { path, items } = LISTS[list];
+  const seen: any[] = [];
+  let cursor = after;
+  for (let i = 0; i < 1000; i++) {
+    const res = await shop.post(`/v1/${path}`, { paging: cursor ? { after: cursor, limit } : { sort: "updated_at", limit } });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.paging.next).toBeTruthy();
+    cursor = res.body.paging.next;
+    if (res.body[items].length === 0) return { items: seen, cursor: cursor! };
+    seen.push(...res.body[items]);
+  }
+  throw new Error("poll did not end");
+}
+
+async function seed(shop: TestShop) {
+  const p = await shop.client(Product).createProduct({ name: "P" });
+  const v1 = await shop.client(Variant).createVariant({ productId: p.id, name: "V1" });
+  const v2 = await shop.client(Variant).createVariant({ productId: p.id, name: "V2" });
+  await shop.client(Inventory).setInventory({ counts: [{ variantId: v1.id, availableQuantity: 10 }, { variantId: v2.id, availableQuantity: 10 }] });
+  const c = await shop.client(Customer).createCustomer({ fullName: "C" });
+  const orders = [];
+  for (let i = 0; i < 4; i++) orders.push(await shop.client(Order).createOrder({ customerId: c.id, lines: [{ variantId: v1.id, quantity: 1 }] }));
+  await shop.client(Order).confirmOrder({ id: orders[0]!.id });
+  const f = await shop.client(Fulfillment).createFulfillment({ orderId: orders[0]!.id });
+  for (let i = 0; i < 4; i++) await shop.client(Product).createProduct({ name: `Extra ${i}` });
+  return { p, v1, v2, c, orders, f };
+}
+
+describe("List* sorted by updated_at", () => {
+  it("full sync, then the same cursor returns exactly what changed, tombstones included, for every entity", async () => {
+    const shop = await t.shop();
+    const s = await seed(shop);
+    const cursors = {} as Record<ListName, string>;
+    const full = {} as Record<ListName, any[]>;
+    for (const list of Object.keys(LISTS) as ListName[]) {
+      const r = await poll(shop, list);
+      cursors[list] = r.cursor;
+      full[list] = r.items;
+    }
+    expect(full.products).toHaveLength(5);
+    expect(full.variants).toHaveLength(2);
+    expect(full.customers).toHaveLength(1);
+    expect(full.orders).toHaveLength(4);
+    expect(full.fulfillments).toHaveLength(1);
+    expect(full.inventory_levels).toHaveLength(2);
+    // in updated_at order
+    for (const items of Object.values(full)) {
+      const times = items.map((x) => x.updated_at);
+      expect(times).toEqual([...times].sort());
+    }
+
+    // Re-polling with nothing changed: empty, and still a cursor to keep polling with.
+    for (const list of Object.keys(LISTS) as ListName[]) expect((await poll(shop, list, cursors[list])).items).toEqual([]);
+
+    // Change one of each, delete some.
+    await shop.client(Product).updateProduct({ id: s.p.id, name: "P2" });
+    await shop.client(Variant).deleteVariant({ id: s.v2.id }); // variant + its inventory level
+    await shop.client(Customer).updateCustomer({ id: s.c.id, note: "vip" });
+    await shop.client(Order).cancelOrder({ id: s.orders[1]!.id, cancelReason: "x" });
+    await shop.client(Order).deleteOrder({ id: s.orders[2]!.id });
+    await shop.client(Fulfillment).updateShippingState({ id: s.f.id, shippingState: "picking" }); // fulfillment, order 0, v1's level
+
+    const inc = {} as Record<ListName, any[]>;
+    for (const list of Object.keys(LISTS) as ListName[]) inc[list] = (await poll(shop, list, cursors[list])).items;
+    const ids = (list: ListName) => inc[list].map((x) => x[LISTS[list].key]).sort();
+    expect(inc.products.map((x) => x.name)).toEqual(["P2"]);
+    expect(inc.variants).toMatchObject([{ id: s.v2.id, deleted: true }]);
+    expect(inc.customers).toMatchObject([{ id: s.c.id, note: "vip" }]);
+    expect(ids("orders")).toEqual([s.orders[0]!.id, s.orders[1]!.id, s.orders[2]!.id].sort());
+    expect(inc.orders.find((o) => o.id === s.orders[2]!.id).deleted).toBe(true);
+    expect(inc.fulfillments).toMatchObject([{ id: s.f.id, shipping_state: "picking" }]);
+    expect(ids("inventory_levels")).toEqual([s.v1.id, s.v2.id].sort());
+  });
+
+  it("pages in creation order with filters, include_deleted, and prev/before", async () => {
+    const shop = await t.shop();
+    const products = shop.client(Product);
+    const made = [];
+    for (let i = 0; i < 7; i++) made.push(await products.createProduct({ name: `N${i}` }));
+    await products.deleteProduct({ id: made[3]!.id });
+
+    const page1 = await products.listProducts({ paging: { limit: 3 } });
+    expect(page1.products.map((p) => p.name)).toEqual(["N0", "N1", "N2"]);
+    expect(page1.paging?.prev).toBe("");
+    const page2 = await products.listProducts({ paging: { after: page1.paging!.next, limit: 3 } });
+    expect(page2.products.map((p) => p.name)).toEqual(["N4", "N5", "N6"]);
+    const back = await products.listProducts({ paging: { before: page2.paging!.prev, limit: 3 } });
+    expect(back.products.map((p) => p.name)).toEqual(["N0", "N1", "N2"]);
+
+    const all = await products.listProducts({ includeDeleted: true });
+    expect(all.products.map((p) => `${p.name}${p.deleted ? "†" : ""}`)).toEqual(["N0", "N1", "N2", "N3†", "N4", "N5", "N6"]);
+    const some = await products.listProducts({ filter: { id: [made[1]!.id, made[5]!.id] } });
+    expect(some.products.map((p) => p.name)).toEqual(["N1", "N5"]);
+
+    const orders = await shop.client(Order).listOrders({ filter: { status: ["cancelled"] } });
+    expect(orders.orders).toEqual([]);
+  });
+
+  it("refuses bad cursors, sorts, limits and filters with invalid_argument naming the field", async () => {
+    const a = await t.shop();
+    const b = await t.shop();
+    await a.client(Product).createProduct({ name: "x" });
+    const first = await a.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at", limit: 1 } });
+    const cursor: string = first.body.paging.next;
+    const creation: string = (await a.post("/v1/shop.Product/ListProducts", {})).body.paging.next;
+    const [body, mac] = cursor.split(".");
+    const decoded = JSON.parse(Buffer.from(body!, "base64url").toString());
+    const forged = Buffer.from(JSON.stringify({ ...decoded, k: ["1", "1"] })).toString("base64url") + "." + mac;
+
+    const cases: Array<[TestShop, string, unknown, RegExp]> = [
+      [a, "shop.Product/ListProducts", { paging: { after: "garbage" } }, /^paging.after: invalid cursor/],
+      [a, "shop.Product/ListProducts", { paging: { after: cursor.slice(0, -2) + "AA" } }, /^paging.after: invalid cursor/],
+      [a, "shop.Product/ListProducts", { paging: { after: forged } }, /^paging.after: invalid cursor/],
+      [a, "shop.Product/ListProducts", { paging: { before: "x.y" } }, /^paging.before: invalid cursor/],
+      [b, "shop.Product/ListProducts", { paging: { after: cursor } }, /^paging.after: cursor was issued to another shop/],
+      [a, "shop.Order/ListOrders", { paging: { after: cursor } }, /^paging.after: cursor is for products, not orders/],
+      [a, "shop.Product/ListProducts", { paging: { after: creation, sort: "updated_at" } }, /^paging.after: cursor is for sort "", not "updated_at"/],
+      [a, "shop.Product/ListProducts", { paging: { after: cursor, before: cursor } }, /^paging: set after or before/],
+      [a, "shop.Product/ListProducts", { paging: { sort: "name" } }, /^paging.sort: must be/],
+      [a, "shop.Product/ListProducts", { paging: { limit: 1001 } }, /^paging.limit: must be between 1 and 1000/],
+      [a, "shop.Product/ListProducts", { paging: { limit: -1 } }, /^paging.limit: /],
+      [a, "shop.Product/ListProducts", { filter: { id: ["1", "abc"] } }, /id|invalid/],
+      [a, "shop.Product/ListProducts", { filter: { id: Array.from({ length: 101 }, (_, i) => String(i + 1)) } }, /^filter.id: at most 100 ids/],
+      [a, "shop.Order/ListOrders", { filter: { status: ["shipped"] } }, /^filter.status: unknown value "shipped"/],
+      [a, "shop.History/GetChanges", { paging: { after: cursor } }, /^paging.after: cursor is for products, not changes/],
+      [a, "shop.History/GetChanges", { entities: ["orders"] }, /^entities: unknown entity "orders"/],
+      [a, "shop.History/GetChanges", { entities: ["order", "order"] }, /^entities: duplicate entity "order"/],
+    ];
+    for (const [shop, path, req, msg] of cases) {
+      const res = await shop.post(`/v1/${path}`, req);
+      expect(res.status, `${path} ${JSON.stringify(req).slice(0, 80)}`).toBe(400);
+      expect(res.body.code).toBe("invalid_argument");
+      expect(res.body.message).toMatch(msg);
+    }
+  });
+});
+
+describe("GetChanges", () => {
+  it("pages through every change in order at both eTop paths, filters by entity, and keeps a cursor on an empty page", async () => {
+    const shop = await t.shop();
+    const s = await seed(shop);
+    const seen: any[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const res = await shop.post("/v1/shop.Webhook/GetChanges", { paging: { after, limit: 4 } });
+      expect(res.status).toBe(200);
+      after = res.body.paging.next;
+      if (!res.body.changes.length) break;
+      seen.push(...res.body.changes);
+    }
+    expect(seen.length).toBeGreaterThan(15);
+    expect(new Set(seen.map((c) => c.id)).size).toBe(seen.length);
+    for (const c of seen) {
+      expect(Object.keys(c.latest)).toEqual([c.entity]);
+      expect(c.time).toBe(c.latest[c.entity].updated_at);
+    }
+    const confirm = seen.find((c) => c.entity === "order" && c.entity_id === s.orders[0]!.id && c.change_type === "update");
+    expect(confirm.changed.order).toMatchObject({ status: "processing", confirm_status: "confirmed" });
+
+    const fromHistory = await shop.post("/v1/shop.History/GetChanges", { paging: { limit: 1000 }, entities: ["customer", "fulfillment"] });
+    expect(fromHistory.body.changes.map((c: any) => c.entity).sort()).toEqual(["customer", "fulfillment"]);
+
+    await shop.client(Customer).updateCustomer({ id: s.c.id, fullName: "C2" });
+    const more = await shop.post("/v1/shop.History/GetChanges", { paging: { after } });
+    expect(more.body.changes.map((c: any) => `${c.change_type} ${c.entity}`)).toEqual(["update customer"]);
+    expect(more.body.changes[0].changed).toEqual({ customer: { full_name: "C2" } });
+  });
+});
+
+describe("retention", () => {
+  it("refuses a sync cursor older than the retention window with a stable resync message", async () => {
+    const shop = await t.shop();
+    await shop.client(Product).createProduct({ name: "x" });
+    const changes = await shop.post("/v1/shop.History/GetChanges", {});
+    const list = await shop.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at" } });
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 25 * 3_600_000 });
+    for (const [path, cursor] of [["shop.History/GetChanges", changes.body.paging.next], ["shop.Product/ListProducts", list.body.paging.next]]) {
+      const res = await shop.post(`/v1/${path}`, { paging: { after: cursor } });
+      expect(res.status).toBe(400);
+      expect(res.body.code).toBe("failed_precondition");
+      expect(res.body.message).toMatch(/^paging.after: cursor expired: it is older than the 24h change retention.*resync from the start/);
+    }
+  });
+
+  it("prunes old changes and tombstones from the scheduled job", async () => {
+    const shop = await t.shop();
+    const products = shop.client(Product);
+    const old = await products.createProduct({ name: "old" });
+    await products.deleteProduct({ id: old.id });
+    const fresh = await products.createProduct({ name: "fresh" });
+    await t.app.pool.query("UPDATE changes SET time = now() - interval '30 hours' WHERE shop_id = $1 AND entity_id = $2", [shop.id, old.id]);
+    await t.app.pool.query("UPDATE products SET deleted_at = now() - interval '30 hours' WHERE shop_id = $1 AND id = $2", [shop.id, old.id]);
+
+    expect((await t.app.boss.getSchedules()).map((s: { name: string }) => s.name)).toContain(PRUNE_QUEUE);
+    await t.app.boss.send(PRUNE_QUEUE, {});
+    await expect.poll(async () => (await t.app.pool.query("SELECT count(*)::int AS n FROM changes WHERE shop_id = $1 AND entity_id = $2", [shop.id, old.id])).rows[0].n, { timeout: 15_000 }).toBe(0);
+    const { rows } = await t.app.pool.query("SELECT id FROM products WHERE shop_id = $1", [shop.id]);
+    expect(rows.map((r) => r.id)).toEqual([fresh.id]);
+    const left = await shop.post("/v1/shop.History/GetChanges", {});
+    expect(left.body.changes.map((c: any) => c.entity_id)).toEqual([fresh.id]);
+    // Running it again finds nothing more.
+    expect(await pruneExpired(t.app.pool, 24)).toEqual({ changes: 0, tombstones: 0 });
+  });
+});
