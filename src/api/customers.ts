@@ -3,10 +3,10 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Customer } from "../../gen/shop/customer_pb.ts";
 import type { AppContext } from "../context.ts";
 import { customerEntity as C, type CustomerRow } from "../entities/customer.ts";
-import { write } from "../store/write.ts";
+import { createOne, updateOne } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
-import { live, readLive, removed } from "./entity-rpc.ts";
+import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
 import { idsFilter, listPage } from "./paging.ts";
 import { STATUSES } from "./products.ts";
 import { ifSet, oneOf, patchOf, requireId, text } from "./validate.ts";
@@ -51,8 +51,7 @@ export function customerService(ctx: AppContext): ServiceImpl<typeof Customer> {
         note: text("note", req.note, 2000),
         status: oneOf("status", req.status, STATUSES, "active"),
       };
-      const row = await write(ctx.pool, shopId, [], (w) => w.insert(C, { id, ...data }));
-      return C.toMessage(row);
+      return C.toMessage(await createOne(ctx.pool, shopId, C, { id, ...data }));
     },
 
     async getCustomer(req, hc) {
@@ -73,21 +72,13 @@ export function customerService(ctx: AppContext): ServiceImpl<typeof Customer> {
         note: ifSet(req.note, (v) => text("note", v, 2000)),
         status: ifSet(req.status, (v) => oneOf("status", v, STATUSES)),
       });
-      const row = await write(ctx.pool, shopId, [["customer", id]], async (w) => w.update(C, live(await w.get(C, id), C, id), patch));
-      return C.toMessage(row);
+      return C.toMessage(await updateOne(ctx.pool, shopId, C, id, (old) => (live(old, C, id), patch)));
     },
 
     async deleteCustomer(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
-      const n = await write(ctx.pool, shopId, [["customer", id]], async (w) => {
-        const old = await w.get(C, id);
-        if (!old) live(old, C, id);
-        if (old!.deleted_at) return 0;
-        await w.remove(C, old!);
-        return 1;
-      });
-      return removed(n);
+      return removed(await removeOne(ctx, shopId, C, id));
     },
 
     async listCustomers(req, hc) {

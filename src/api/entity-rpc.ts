@@ -5,6 +5,7 @@ import type { AppContext } from "../context.ts";
 import { selectOne } from "../db/sql/entities.ts";
 import type { BaseRow, EntityDef } from "../entities/model.ts";
 import { ConnectError, Code } from "@connectrpc/connect";
+import { REMOVE, updateOne } from "../store/write.ts";
 
 /** A deleted row, a missing row and another shop's row all read as not found. */
 export function live<R extends BaseRow>(row: R | undefined, def: EntityDef<R>, id: string, field?: string): R {
@@ -22,3 +23,19 @@ export async function readLive<R extends BaseRow>(ctx: AppContext, def: EntityDe
 }
 
 export const removed = (n: number) => create(RemovedResponseSchema, { removed: n });
+
+/**
+ * Deletes one entity (a tombstone stays); `check` may refuse (e.g. an order still processing).
+ * Returns 1, or 0 when it was already deleted: deleting twice is not an error.
+ */
+export async function removeOne<R extends BaseRow>(ctx: AppContext, shopId: string, def: EntityDef<R>, id: string, check?: (row: R) => void): Promise<number> {
+  let n = 0;
+  await updateOne(ctx.pool, shopId, def, id, (old) => {
+    if (!old) live(old, def, id);
+    if (old!.deleted_at) return (n = 0), undefined;
+    check?.(old!);
+    n = 1;
+    return REMOVE;
+  });
+  return n;
+}

@@ -10,10 +10,10 @@ import { selectOne } from "../db/sql/entities.ts";
 import { fulfillmentEntity as F, type FulfillmentRow } from "../entities/fulfillment.ts";
 import { orderEntity as O, type OrderRow } from "../entities/order.ts";
 import { moveStock, stockLocks } from "../store/stock.ts";
-import { write, type Writer } from "../store/write.ts";
+import { updateOne, write, type Writer } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { failedPrecondition } from "./errors.ts";
-import { live, readLive, removed } from "./entity-rpc.ts";
+import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
 import { activeFulfillments, FINAL_STATES } from "./orders.ts";
 import { idsFilter, listPage } from "./paging.ts";
 import { ifSet, money, oneOf, patchOf, requireId, text } from "./validate.ts";
@@ -120,8 +120,7 @@ export function fulfillmentService(ctx: AppContext): ServiceImpl<typeof Fulfillm
         shipping_fee: ifSet(req.shippingFee, (v) => money("shipping_fee", v)),
         shipping_note: ifSet(req.shippingNote, (v) => text("shipping_note", v, 2000)),
       });
-      const row = await write(ctx.pool, shopId, [["fulfillment", id]], async (w) => w.update(F, live(await w.get(F, id), F, id), patch));
-      return F.toMessage(row);
+      return F.toMessage(await updateOne(ctx.pool, shopId, F, id, (old) => (live(old, F, id), patch)));
     },
 
     async updateShippingState(req, hc) {
@@ -144,13 +143,8 @@ export function fulfillmentService(ctx: AppContext): ServiceImpl<typeof Fulfillm
     async deleteFulfillment(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
-      const n = await write(ctx.pool, shopId, [["fulfillment", id]], async (w) => {
-        const old = await w.get(F, id);
-        if (!old) live(old, F, id);
-        if (old!.deleted_at) return 0;
-        if (!FINAL_STATES.includes(old!.shipping_state)) throw failedPrecondition(`fulfillment ${id} is ${old!.shipping_state}: cancel it before deleting it`);
-        await w.remove(F, old!);
-        return 1;
+      const n = await removeOne(ctx, shopId, F, id, (old) => {
+        if (!FINAL_STATES.includes(old.shipping_state)) throw failedPrecondition(`fulfillment ${id} is ${old.shipping_state}: cancel it before deleting it`);
       });
       return removed(n);
     },

@@ -13,10 +13,10 @@ import { type AddressJson, orderEntity as O, type OrderLineJson, type OrderRow }
 import { productEntity, type ProductRow } from "../entities/product.ts";
 import { variantEntity, type VariantRow } from "../entities/variant.ts";
 import { moveStock, stockLocks } from "../store/stock.ts";
-import { write, type Writer } from "../store/write.ts";
+import { createOne, updateOne, write, type Writer } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
-import { live, readLive, removed } from "./entity-rpc.ts";
+import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
 import { idsFilter, listPage, valuesFilter } from "./paging.ts";
 import { ifSet, money, optionalId, patchOf, quantity, requireId, text } from "./validate.ts";
 
@@ -138,7 +138,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         cancelled_at: null,
         cancel_reason: "",
       };
-      return O.toMessage(await write(ctx.pool, shopId, [], (w) => w.insert(O, data)));
+      return O.toMessage(await createOne(ctx.pool, shopId, O, data));
     },
 
     async getOrder(req, hc) {
@@ -157,13 +157,11 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         total_fee: ifSet(req.totalFee, (v) => money("total_fee", v)),
         order_note: ifSet(req.orderNote, (v) => text("order_note", v, 2000)),
       });
-      const row = await write(ctx.pool, shopId, [["order", id]], async (w) => {
-        const old = live(await w.get(O, id), O, id);
-        if ((patch.total_discount ?? patch.total_fee) !== undefined) {
-          if (old.status !== "created") throw failedPrecondition(`order ${id} is ${old.status}: amounts can change only before it is confirmed`);
-          Object.assign(patch, totals(old.lines, patch.total_discount ?? old.total_discount, patch.total_fee ?? old.total_fee));
-        }
-        return w.update(O, old, patch);
+      const row = await updateOne(ctx.pool, shopId, O, id, (row) => {
+        const old = live(row, O, id);
+        if ((patch.total_discount ?? patch.total_fee) === undefined) return patch;
+        if (old.status !== "created") throw failedPrecondition(`order ${id} is ${old.status}: amounts can change only before it is confirmed`);
+        return { ...patch, ...totals(old.lines, patch.total_discount ?? old.total_discount, patch.total_fee ?? old.total_fee) };
       });
       return O.toMessage(row);
     },
@@ -172,10 +170,10 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const ls = await lines(ctx, shopId, req.lines);
-      const row = await write(ctx.pool, shopId, [["order", id]], async (w) => {
-        const old = live(await w.get(O, id), O, id);
+      const row = await updateOne(ctx.pool, shopId, O, id, (row) => {
+        const old = live(row, O, id);
         if (old.status !== "created") throw failedPrecondition(`order ${id} is ${old.status}: lines can change only before it is confirmed`);
-        return w.update(O, old, { lines: ls, ...totals(ls, old.total_discount, old.total_fee) });
+        return { lines: ls, ...totals(ls, old.total_discount, old.total_fee) };
       });
       return O.toMessage(row);
     },
@@ -222,13 +220,8 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
     async deleteOrder(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
-      const n = await write(ctx.pool, shopId, [["order", id]], async (w) => {
-        const old = await w.get(O, id);
-        if (!old) live(old, O, id);
-        if (old!.deleted_at) return 0;
-        if (old!.status === "processing") throw failedPrecondition(`order ${id} is processing: cancel it before deleting it`);
-        await w.remove(O, old!);
-        return 1;
+      const n = await removeOne(ctx, shopId, O, id, (old) => {
+        if (old.status === "processing") throw failedPrecondition(`order ${id} is processing: cancel it before deleting it`);
       });
       return removed(n);
     },

@@ -6,7 +6,7 @@ import { selectLiveBy } from "../db/sql/entities.ts";
 import { inventoryLevelEntity } from "../entities/inventory-level.ts";
 import { productEntity as P, type ProductRow } from "../entities/product.ts";
 import { variantEntity, type VariantRow } from "../entities/variant.ts";
-import { write, type Writer } from "../store/write.ts";
+import { createOne, updateOne, write, type Writer } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { live, readLive, removed } from "./entity-rpc.ts";
 import { idsFilter, listPage } from "./paging.ts";
@@ -55,8 +55,7 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
         retail_price: money("retail_price", req.retailPrice),
       };
       const id = await ctx.ids.next();
-      const row = await write(ctx.pool, shopId, [], (w) => w.insert(P, { id, ...data }));
-      return one(shopId, row);
+      return one(shopId, await createOne(ctx.pool, shopId, P, { id, ...data }));
     },
 
     async getProduct(req, hc) {
@@ -78,16 +77,14 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
         list_price: ifSet(req.listPrice, (v) => money("list_price", v)),
         retail_price: ifSet(req.retailPrice, (v) => money("retail_price", v)),
       });
-      const row = await write(ctx.pool, shopId, [["product", id]], async (w) => w.update(P, live(await w.get(P, id), P, id), patch));
-      return one(shopId, row);
+      return one(shopId, await updateOne(ctx.pool, shopId, P, id, (old) => (live(old, P, id), patch)));
     },
 
     async updateProductImages(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const image_urls = urls("image_urls", req.imageUrls);
-      const row = await write(ctx.pool, shopId, [["product", id]], async (w) => w.update(P, live(await w.get(P, id), P, id), { image_urls }));
-      return one(shopId, row);
+      return one(shopId, await updateOne(ctx.pool, shopId, P, id, (old) => (live(old, P, id), { image_urls })));
     },
 
     async deleteProduct(req, hc) {

@@ -5,7 +5,7 @@ import type { AppContext } from "../context.ts";
 import { inventoryLevelEntity as IL } from "../entities/inventory-level.ts";
 import { productEntity } from "../entities/product.ts";
 import { variantEntity as V, type VariantRow } from "../entities/variant.ts";
-import { write } from "../store/write.ts";
+import { updateOne, write } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
 import { live, readLive, removed } from "./entity-rpc.ts";
@@ -70,16 +70,14 @@ export function variantService(ctx: AppContext): ServiceImpl<typeof Variant> {
         retail_price: ifSet(req.retailPrice, (v) => money("retail_price", v)),
         cost_price: ifSet(req.costPrice, (v) => money("cost_price", v)),
       });
-      const row = await write(ctx.pool, shopId, [["variant", id]], async (w) => w.update(V, live(await w.get(V, id), V, id), patch));
-      return V.toMessage(row);
+      return V.toMessage(await updateOne(ctx.pool, shopId, V, id, (old) => (live(old, V, id), patch)));
     },
 
     async updateVariantAttributes(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const attrs = attributes("attributes", req.attributes);
-      const row = await write(ctx.pool, shopId, [["variant", id]], async (w) => w.update(V, live(await w.get(V, id), V, id), { attributes: attrs }));
-      return V.toMessage(row);
+      return V.toMessage(await updateOne(ctx.pool, shopId, V, id, (old) => (live(old, V, id), { attributes: attrs })));
     },
 
     async deleteVariant(req, hc) {

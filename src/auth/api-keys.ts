@@ -46,17 +46,37 @@ export async function createApiKey(pool: Pool, shopId: string, name = ""): Promi
 export async function revokeApiKey(pool: Pool, keyId: string, shopId?: string): Promise<sql.ApiKeyRow | undefined> {
   if (!/^\d{1,19}$/.test(keyId)) throw new RangeError(`key id must be an integer, got "${keyId}"`);
   const { rows } = await pool.query<sql.ApiKeyRow>(shopId ? sql.revokeShopApiKey(shopId, keyId) : sql.revokeApiKey(keyId));
+  if (rows[0]) forgetKey(rows[0].id);
   return rows[0];
+}
+
+/**
+ * Known keys are remembered for a second: it saves a query on every RPC. A key revoked through
+ * this process is forgotten at once; other instances notice within the TTL.
+ */
+const CACHE_TTL_MS = 1_000;
+const CACHE_MAX = 10_000;
+const cache = new Map<string, { principal: Principal; expires: number }>();
+
+export function forgetKey(keyId: string) {
+  for (const [hash, entry] of cache) if (entry.principal.keyId === keyId) cache.delete(hash);
 }
 
 /** Resolves a bearer key to its principal, or undefined when unknown or revoked. */
 export async function authenticate(pool: Pool, key: string): Promise<Principal | undefined> {
   // Cheap shape check first: garbage never reaches the database.
   if (!key.startsWith(KEY_PREFIX) || key.length !== KEY_PREFIX.length + 43) return undefined;
-  const { rows } = await pool.query<sql.ApiKeyRow & { shop_name: string; shop_created_at: Date }>(sql.findApiKeyByHash(hashKey(key)));
+  const hash = hashKey(key);
+  const cacheKey = hash.toString("base64");
+  const hit = cache.get(cacheKey);
+  if (hit && hit.expires > Date.now()) return hit.principal;
+  const { rows } = await pool.query<sql.ApiKeyRow & { shop_name: string; shop_created_at: Date }>(sql.findApiKeyByHash(hash));
   const r = rows[0];
-  if (!r) return undefined;
-  return {
+  if (!r) {
+    cache.delete(cacheKey);
+    return undefined;
+  }
+  const principal: Principal = {
     shopId: r.shop_id,
     shopName: r.shop_name,
     shopCreatedAt: r.shop_created_at,
@@ -65,4 +85,7 @@ export async function authenticate(pool: Pool, key: string): Promise<Principal |
     keyPrefix: r.prefix,
     keyCreatedAt: r.created_at,
   };
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(cacheKey, { principal, expires: Date.now() + CACHE_TTL_MS });
+  return principal;
 }

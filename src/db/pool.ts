@@ -4,9 +4,35 @@ import pg from "pg";
 export type Pool = pg.Pool;
 export type Tx = pg.PoolClient;
 
+const TIMESTAMPTZ_OID = 1184;
+const defaultTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID);
+
+/**
+ * timestamptz in our sessions' UTC: "YYYY-MM-DD HH:MM:SS[.ffffff]+00". pg's general parser was
+ * the largest single cost of reading a page (a regexp per value); this fast path hands the
+ * ISO form to Date. Anything else (infinity, BC dates) goes to pg's parser.
+ */
+function parseTimestamptz(s: string): Date {
+  if (s.length >= 22 && s[10] === " " && s.endsWith("+00")) return new Date(`${s.slice(0, 10)}T${s.slice(11, -3)}Z`);
+  return defaultTimestamptz(s) as Date;
+}
+
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === TIMESTAMPTZ_OID && format !== "binary" ? parseTimestamptz : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
 export function createPool(url: string, max: number): Pool {
   // int8 stays a string (pg's default): ids are int64 and must not lose precision.
-  const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    // UTC sessions: timestamps read back in the form parseTimestamptz expects.
+    options: "-c TimeZone=UTC",
+    types,
+  });
   // An idle client's error (server restart, network cut) must not crash the process: the pool drops it.
   pool.on("error", () => undefined);
   return pool;

@@ -1,17 +1,21 @@
 /**
- * The one way entity data is written: a transaction that takes its entity locks first, then
- * writes rows, each together with its change record (same statement, same transaction).
+ * The one way entity data is written. Every row write carries its change record in the same
+ * statement. Two shapes:
+ * - `write()`: a transaction that takes the locks of every entity it will write before its
+ *   first write, then reads and writes (multi-entity operations);
+ * - `createOne()` / `updateOne()`: one entity in one statement (a read first for updates), the
+ *   lock taken inside the statement before its write, compare-and-set on the row's position.
  *
- * Why locks first (docs/change-feed.md): the feed orders changes by the writing transaction's
- * id (xid), which PostgreSQL assigns at a transaction's first write. A writer that holds the
- * advisory locks of every entity it will touch before its first write gets an xid greater than
- * that of any earlier writer of those entities, so per entity, feed order is commit order.
+ * Why locks before the first write (docs/change-feed.md): the feed orders changes by the writing
+ * transaction's id (xid), which PostgreSQL assigns at a transaction's first write. A writer that
+ * holds an entity's lock before its first write gets an xid greater than that of any earlier
+ * writer of that entity, so per entity, feed order is commit order.
  */
 import { type JsonObject, toJson } from "@bufbuild/protobuf";
 import type { DatabaseError } from "pg";
 import { alreadyExists } from "../api/errors.ts";
 import { type Pool, type Tx, inTx } from "../db/pool.ts";
-import { type ChangeValues, insertWithChange, lockEntities, selectOne, updateWithChange } from "../db/sql/entities.ts";
+import { type ChangeValues, type Guard, insertWithChange, lockEntities, selectOne, updateWithChange } from "../db/sql/entities.ts";
 import { type BaseRow, type EntityDef, type EntityName, lockKey } from "../entities/model.ts";
 
 /** The options of the API's JSON, so `latest` in the change log is exactly what the API returns. */
@@ -38,18 +42,66 @@ export function changedFields(before: JsonObject, after: JsonObject): JsonObject
 
 type Locks = Array<[EntityName, string]>;
 
+/**
+ * Write time. The application's clock, but never at or before the time of the version being
+ * replaced, so an entity's updated_at only moves forward even across instances whose clocks differ.
+ */
+function writeTime(now: Date, previous?: Date): Date {
+  return previous && now.getTime() <= previous.getTime() ? new Date(previous.getTime() + 1) : now;
+}
+
+function changeValues<R extends BaseRow>(def: EntityDef<R>, row: R, changeType: ChangeValues["changeType"], latest: JsonObject, changed: JsonObject | null): ChangeValues {
+  return {
+    entity: def.name,
+    entityId: keyOf(def, row),
+    changeType,
+    time: row.updated_at,
+    latest: JSON.stringify(latest),
+    changed: changed ? JSON.stringify({ [def.name]: changed }) : null,
+  };
+}
+
+function prepareInsert<R extends BaseRow>(def: EntityDef<R>, shopId: string, data: Omit<R, keyof BaseRow>, now: Date) {
+  const row = { ...data, shop_id: shopId, created_at: now, updated_at: now, deleted_at: null } as unknown as R;
+  return { row: row as Record<string, unknown>, change: changeValues(def, row, "create", entityJson(def, row), null) };
+}
+
+/** The SET and change of an update, or undefined when the patch changes nothing. */
+function prepareUpdate<R extends BaseRow>(def: EntityDef<R>, old: R, patch: Partial<R>, now: Date) {
+  const at = writeTime(now, old.updated_at);
+  const next = { ...old, ...patch, updated_at: at } as R;
+  const latest = entityJson(def, next);
+  const changed = changedFields(entityJson(def, old), latest);
+  if (Object.keys(changed).length === 0) return undefined;
+  return { set: { ...patch, updated_at: at } as Record<string, unknown>, change: changeValues(def, next, "update", latest, changed) };
+}
+
+function prepareRemove<R extends BaseRow>(def: EntityDef<R>, old: R, now: Date) {
+  const at = writeTime(now, old.updated_at);
+  const next = { ...old, updated_at: at, deleted_at: at } as R;
+  return { set: { updated_at: at, deleted_at: at }, change: changeValues(def, next, "delete", entityJson(def, next), null) };
+}
+
+async function runWrite<R extends BaseRow>(db: Pool | Tx, def: EntityDef<R>, q: { text: string; values: unknown[] }): Promise<R | undefined> {
+  try {
+    return (await db.query<R>(q)).rows[0];
+  } catch (err) {
+    throw uniqueViolation(def, err) ?? err;
+  }
+}
+
 export class Writer {
   private wrote = false;
   private readonly held = new Set<bigint>();
   private readonly tx: Tx;
   readonly shopId: string;
-  /** The transaction's now(): every row and change written here carries it. */
+  /** Taken once the initial locks are held: every row and change written here carries it (or later). */
   readonly now: Date;
 
-  constructor(tx: Tx, shopId: string, now: Date, held: bigint[]) {
+  constructor(tx: Tx, shopId: string, held: bigint[]) {
     this.tx = tx;
     this.shopId = shopId;
-    this.now = now;
+    this.now = new Date();
     for (const k of held) this.held.add(k);
   }
 
@@ -73,9 +125,9 @@ export class Writer {
   }
 
   async insert<R extends BaseRow>(def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
-    const row = { ...data, shop_id: this.shopId, created_at: this.now, updated_at: this.now, deleted_at: null } as unknown as R;
-    const latest = entityJson(def, row);
-    return this.write(def, insertWithChange(def, this.shopId, row as Record<string, unknown>, this.change(def, row, "create", latest, null)));
+    const { row, change } = prepareInsert(def, this.shopId, data, this.now);
+    this.wrote = true;
+    return (await runWrite(this.tx, def, insertWithChange(def, this.shopId, row, change)))!;
   }
 
   /**
@@ -84,41 +136,18 @@ export class Writer {
    */
   async update<R extends BaseRow>(def: EntityDef<R>, old: R, patch: Partial<R>): Promise<R> {
     this.assertLocked(def, old);
-    const next = { ...old, ...patch, updated_at: this.now } as R;
-    const before = entityJson(def, old);
-    const latest = entityJson(def, next);
-    const changed = changedFields(before, latest);
-    if (Object.keys(changed).length === 0) return old;
-    const set = { ...patch, updated_at: this.now } as Record<string, unknown>;
-    return this.write(def, updateWithChange(def, this.shopId, keyOf(def, old), set, this.change(def, next, "update", latest, changed)));
+    const u = prepareUpdate(def, old, patch, this.now);
+    if (!u) return old;
+    this.wrote = true;
+    return (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!;
   }
 
   /** Deletes `old` (which must be locked): it stays as a tombstone with deleted_at set. */
   async remove<R extends BaseRow>(def: EntityDef<R>, old: R): Promise<R> {
     this.assertLocked(def, old);
-    const next = { ...old, updated_at: this.now, deleted_at: this.now } as R;
-    const set = { updated_at: this.now, deleted_at: this.now };
-    return this.write(def, updateWithChange(def, this.shopId, keyOf(def, old), set, this.change(def, next, "delete", entityJson(def, next), null)));
-  }
-
-  private change<R extends BaseRow>(def: EntityDef<R>, row: R, changeType: ChangeValues["changeType"], latest: JsonObject, changed: JsonObject | null): ChangeValues {
-    return {
-      entity: def.name,
-      entityId: keyOf(def, row),
-      changeType,
-      time: this.now,
-      latest: JSON.stringify(latest),
-      changed: changed ? JSON.stringify({ [def.name]: changed }) : null,
-    };
-  }
-
-  private async write<R extends BaseRow>(def: EntityDef<R>, q: { text: string; values: unknown[] }): Promise<R> {
+    const u = prepareRemove(def, old, this.now);
     this.wrote = true;
-    try {
-      return (await this.tx.query<R>(q)).rows[0]!;
-    } catch (err) {
-      throw uniqueViolation(def, err) ?? err;
-    }
+    return (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!;
   }
 
   private assertLocked(def: EntityDef, row: BaseRow) {
@@ -145,6 +174,8 @@ function uniqueViolation(def: EntityDef, err: unknown) {
 const RETRYABLE = new Set(["40P01" /* deadlock */, "40001" /* serialization failure */]);
 const MAX_ATTEMPTS = 5;
 
+const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+
 /**
  * Runs `fn` in a write transaction for `shopId` holding `locks` from the start. Deadlocks
  * (possible when `fn` takes more locks after reading) are retried with jittered backoff.
@@ -154,15 +185,51 @@ export async function write<T>(pool: Pool, shopId: string, locks: Locks, fn: (w:
     try {
       return await inTx(pool, async (tx) => {
         const keys = sortedKeys(locks);
-        const { rows } = await tx.query<{ now: Date }>(lockEntities(keys));
-        return fn(new Writer(tx, shopId, rows[0]!.now, keys));
+        if (keys.length) await tx.query(lockEntities(keys));
+        return fn(new Writer(tx, shopId, keys));
       });
     } catch (err) {
       if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as DatabaseError)?.code ?? "")) {
-        await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+        await backoff(attempt);
         continue;
       }
       throw err;
     }
+  }
+}
+
+/** Creates one entity in a single statement (its own transaction): no lock, its id is new. */
+export async function createOne<R extends BaseRow>(pool: Pool, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
+  const { row, change } = prepareInsert(def, shopId, data, new Date());
+  return (await runWrite(pool, def, insertWithChange(def, shopId, row, change)))!;
+}
+
+/** What `updateOne`'s callback returns to delete the entity instead of patching it. */
+export const REMOVE = Symbol("remove");
+
+/**
+ * Updates (or removes) one entity with one read and one guarded statement: the entity's lock is
+ * taken inside the statement and the write applies only if the row has not moved since the
+ * read; otherwise it reads again. `compute` validates against the current row and returns the
+ * patch; `undefined` from it means "nothing to do" and returns the row as is.
+ */
+export async function updateOne<R extends BaseRow>(
+  pool: Pool,
+  shopId: string,
+  def: EntityDef<R>,
+  id: string,
+  compute: (old: R | undefined) => Partial<R> | typeof REMOVE | undefined,
+): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    const old = (await pool.query<R>(selectOne(def, shopId, id))).rows[0];
+    const patch = compute(old);
+    if (patch === undefined || !old) return old as R;
+    const u = patch === REMOVE ? prepareRemove(def, old, new Date()) : prepareUpdate(def, old, patch, new Date());
+    if (!u) return old;
+    const guard: Guard = { lockKey: lockKey(def.name, id), seq: old.feed_seq };
+    const row = await runWrite(pool, def, updateWithChange(def, shopId, id, u.set, u.change, guard));
+    if (row) return row;
+    if (attempt >= 50) throw new Error(`${def.name} ${id}: gave up after ${attempt} concurrent-update retries`);
+    await backoff(Math.min(attempt, 5));
   }
 }

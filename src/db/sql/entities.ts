@@ -14,10 +14,10 @@ export interface ChangeValues {
   changed: string | null;
 }
 
-/** Entity locks, taken before a write transaction's first write, plus the transaction's now(). */
+/** Entity locks, taken before a write transaction's first write (sorted: no lock-order deadlocks). */
 export const lockEntities = (keys: bigint[]): Query => ({
-  // unnest yields the keys in array order, so locks are taken in the (sorted) order given.
-  text: "SELECT now() AS now, (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k) AS locked",
+  // unnest yields the keys in array order, so locks are taken in the order given.
+  text: "SELECT count(pg_advisory_xact_lock(k)) AS locked FROM unnest($1::bigint[]) AS k",
   values: [keys.map(String)],
 });
 
@@ -28,15 +28,22 @@ export const selectOne = (def: EntityDef, shopId: string, id: string): Query => 
 
 const param = (def: EntityDef, column: string, value: unknown) => (def.jsonColumns.has(column) && value !== null ? JSON.stringify(value) : value);
 
-/** The change insert every write shares; takes $1..$7. */
-const CHANGE_CTE = `WITH c AS (
-  INSERT INTO changes (id, shop_id, entity, entity_id, change_type, time, latest, changed)
-  VALUES (nextval('changes_id_seq'), $1, $2, $3, $4, $5, $6, $7)
-  RETURNING id, xid)`;
+/**
+ * The row write `w` (which takes the next change id and the transaction's xid as its position)
+ * followed by its change, built from the written row: one statement, so row and change can
+ * only commit together. Values $1..$7 are the shop and the change.
+ */
+function withChange(rowWrite: string, prelude = ""): string {
+  return `WITH ${prelude}w AS (${rowWrite} RETURNING *),
+c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest, changed)
+      SELECT w.feed_seq, w.feed_xid, $1::bigint, $2::text, $3::bigint, $4::text, $5::timestamptz, $6::json, $7::json FROM w)
+SELECT * FROM w`;
+}
 
+const POSITION = "pg_current_xact_id(), nextval('changes_id_seq')";
 const changeValues = (shopId: string, c: ChangeValues): unknown[] => [shopId, c.entity, c.entityId, c.changeType, c.time, c.latest, c.changed];
 
-/** Inserts the row and its change in one statement; the row takes the change's position. */
+/** Inserts a row and its change in one statement. */
 export function insertWithChange(def: EntityDef, shopId: string, row: Record<string, unknown>, change: ChangeValues): Query {
   const values = changeValues(shopId, change);
   const placeholders = def.columns.map((col) => {
@@ -44,29 +51,43 @@ export function insertWithChange(def: EntityDef, shopId: string, row: Record<str
     return `$${values.length}`;
   });
   return {
-    text: `${CHANGE_CTE}
-INSERT INTO ${def.table} (shop_id, ${def.columns.join(", ")}, feed_xid, feed_seq)
-VALUES ($1, ${placeholders.join(", ")}, (SELECT xid FROM c), (SELECT id FROM c))
-RETURNING *`,
+    text: withChange(`INSERT INTO ${def.table} (shop_id, ${def.columns.join(", ")}, feed_xid, feed_seq)
+  VALUES ($1, ${placeholders.join(", ")}, ${POSITION})`),
     values,
   };
 }
 
+/**
+ * A write of a row read outside any lock: takes the entity's lock inside the statement, and
+ * writes only if the row is still at the position it was read at (compare-and-set). The lock
+ * (an InitPlan of the WHERE clause) is taken before the row write assigns the xid; if the row
+ * moved meanwhile, nothing is written and the caller reads again.
+ */
+export interface Guard {
+  lockKey: bigint;
+  seq: string;
+}
+
 /** Updates the given columns of one row and records its change in one statement. */
-export function updateWithChange(def: EntityDef, shopId: string, id: string, set: Record<string, unknown>, change: ChangeValues): Query {
+export function updateWithChange(def: EntityDef, shopId: string, id: string, set: Record<string, unknown>, change: ChangeValues, guard?: Guard): Query {
   const values = changeValues(shopId, change);
-  values.push(id);
-  const idParam = `$${values.length}`;
+  const p = (v: unknown) => {
+    values.push(v);
+    return `$${values.length}`;
+  };
   const assignments = Object.entries(set).map(([col, v]) => {
     if (!def.columns.includes(col)) throw new Error(`unknown column ${def.table}.${col}`);
-    values.push(param(def, col, v));
-    return `${col} = $${values.length}`;
+    return `${col} = ${p(param(def, col, v))}`;
   });
+  let where = `shop_id = $1 AND ${def.key} = ${p(id)}`;
+  let prelude = "";
+  if (guard) {
+    prelude = `l AS MATERIALIZED (SELECT pg_advisory_xact_lock(${p(guard.lockKey.toString())}::bigint)),\n`;
+    where += ` AND feed_seq = ${p(guard.seq)}::bigint AND EXISTS (SELECT FROM l)`;
+  }
   return {
-    text: `${CHANGE_CTE}
-UPDATE ${def.table} SET ${assignments.join(", ")}, feed_xid = c.xid, feed_seq = c.id FROM c
-WHERE ${def.table}.shop_id = $1 AND ${def.table}.${def.key} = ${idParam}
-RETURNING ${def.table}.*`,
+    text: withChange(`UPDATE ${def.table} SET ${assignments.join(", ")}, (feed_xid, feed_seq) = (${POSITION})
+  WHERE ${where}`, prelude),
     values,
   };
 }

@@ -1,0 +1,107 @@
+/**
+ * Page latency of ListProducts (sort updated_at) and GetChanges at 1M rows, at a shallow and a
+ * deep position, through the real server over HTTP/1.1 JSON; beside them, in the same run, the
+ * same page as a keyset SQL query and as an OFFSET query on the same data.
+ *
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/feed.ts [rows]
+ */
+import { Pool as HttpPool } from "undici";
+import { benchApp, benchDatabase, benchShop, machine, ms, summarize, table } from "./support.ts";
+
+const ROWS = Number(process.argv[2] ?? 1_000_000);
+const BATCH = 50_000;
+const RUNS = Number(process.env.RUNS ?? 300);
+
+const db = await benchDatabase();
+const app = await benchApp(db.url);
+const shop = await benchShop(app);
+const other = await benchShop(app, "neighbour");
+
+async function load(shopId: string, rows: number) {
+  for (let done = 0; done < rows; done += BATCH) {
+    const n = Math.min(BATCH, rows - done);
+    // One transaction per batch (distinct xids, like real writers); product + change per row.
+    await app.pool.query(
+      `WITH ids AS (SELECT next_id() AS id, nextval('changes_id_seq') AS seq, g FROM generate_series($2::int, $2::int + $3::int - 1) g),
+       c AS (INSERT INTO changes (id, shop_id, entity, entity_id, change_type, time, latest)
+             SELECT seq, $1, 'product', id, 'create', now(),
+                    json_build_object('id', id::text, 'external_id', '', 'external_code', '', 'name', 'Product ' || g,
+                      'description', repeat('d', 200), 'short_desc', '', 'image_urls', '[]'::json, 'note', '', 'status', 'active',
+                      'list_price', '1000', 'retail_price', '900', 'created_at', now(), 'updated_at', now(), 'deleted', false)
+             FROM ids)
+       INSERT INTO products (shop_id, id, name, description, status, list_price, retail_price, created_at, updated_at, feed_xid, feed_seq)
+       SELECT $1, id, 'Product ' || g, repeat('d', 200), 'active', 1000, 900, now(), now(), pg_current_xact_id(), seq FROM ids`,
+      [shopId, done, n],
+    );
+  }
+}
+
+const t0 = performance.now();
+await load(shop.id, ROWS);
+await load(other.id, Math.floor(ROWS / 10));
+await app.pool.query("VACUUM ANALYZE products");
+await app.pool.query("VACUUM ANALYZE changes");
+const loadSec = (performance.now() - t0) / 1000;
+
+const depth = Math.floor(ROWS * 0.9);
+const deepProduct = (await app.pool.query("SELECT feed_xid::text AS x, feed_seq::text AS s FROM products WHERE shop_id = $1 ORDER BY feed_xid, feed_seq OFFSET $2 LIMIT 1", [shop.id, depth])).rows[0];
+const deepChange = (await app.pool.query("SELECT xid::text AS x, id::text AS s FROM changes WHERE shop_id = $1 ORDER BY xid, id OFFSET $2 LIMIT 1", [shop.id, depth])).rows[0];
+const cursors = {
+  productsShallow: undefined,
+  productsDeep: app.cursors.encode("products", shop.id, "updated_at", [deepProduct.x, deepProduct.s]),
+  changesShallow: undefined,
+  changesDeep: app.cursors.encode("changes", shop.id, "", [deepChange.x, deepChange.s]),
+};
+
+const http = new HttpPool(app.url, { connections: 1 });
+async function rpc(path: string, body: unknown): Promise<number> {
+  const start = performance.now();
+  const res = await http.request({ method: "POST", path, headers: { "content-type": "application/json", authorization: `Bearer ${shop.key}` }, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${path}: ${res.statusCode} ${text}`);
+  return performance.now() - start;
+}
+
+async function measure(fn: () => Promise<number>, runs = RUNS) {
+  for (let i = 0; i < 20; i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) samples.push(await fn());
+  return summarize(samples);
+}
+
+async function sql(text: string, values: unknown[]): Promise<number> {
+  const start = performance.now();
+  await app.pool.query(text, values);
+  return performance.now() - start;
+}
+
+const listBody = (after?: string) => ({ paging: after ? { after, limit: 100 } : { sort: "updated_at", limit: 100 } });
+const changesBody = (after?: string) => ({ paging: { after, limit: 100 } });
+const keysetProducts = "SELECT * FROM products WHERE shop_id = $1 AND (feed_xid, feed_seq) > ($2::xid8, $3::bigint) AND feed_xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY feed_xid, feed_seq LIMIT 100";
+const offsetProducts = "SELECT * FROM products WHERE shop_id = $1 ORDER BY feed_xid, feed_seq OFFSET $2 LIMIT 100";
+const keysetChanges = "SELECT * FROM changes WHERE shop_id = $1 AND (xid, id) > ($2::xid8, $3::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, id LIMIT 100";
+const offsetChanges = "SELECT * FROM changes WHERE shop_id = $1 ORDER BY xid, id OFFSET $2 LIMIT 100";
+
+const rows: Array<Array<string | number>> = [];
+const add = (what: string, where: string, s: ReturnType<typeof summarize>) => rows.push([what, where, ms(s.p50), ms(s.p99), s.n]);
+
+add("ListProducts (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsShallow))));
+add("ListProducts (server, HTTP JSON)", `deep (${depth})`, await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsDeep))));
+add("GetChanges (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesShallow))));
+add("GetChanges (server, HTTP JSON)", `deep (${depth})`, await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesDeep))));
+add("products keyset SQL", "shallow", await measure(() => sql(keysetProducts, [shop.id, "0", "0"])));
+add("products keyset SQL", `deep (${depth})`, await measure(() => sql(keysetProducts, [shop.id, deepProduct.x, deepProduct.s])));
+add("products OFFSET SQL", "shallow", await measure(() => sql(offsetProducts, [shop.id, 0])));
+add("products OFFSET SQL", `deep (${depth})`, await measure(() => sql(offsetProducts, [shop.id, depth]), 30));
+add("changes keyset SQL", "shallow", await measure(() => sql(keysetChanges, [shop.id, "0", "0"])));
+add("changes keyset SQL", `deep (${depth})`, await measure(() => sql(keysetChanges, [shop.id, deepChange.x, deepChange.s])));
+add("changes OFFSET SQL", "shallow", await measure(() => sql(offsetChanges, [shop.id, 0])));
+add("changes OFFSET SQL", `deep (${depth})`, await measure(() => sql(offsetChanges, [shop.id, depth]), 30));
+
+console.log(`# feed page latency, ${ROWS} rows in the shop (+${Math.floor(ROWS / 10)} in another), page of 100`);
+console.log(`machine: ${machine()}; loaded in ${loadSec.toFixed(1)} s`);
+console.log(table(["query", "position", "p50 ms", "p99 ms", "runs"], rows));
+
+await http.close();
+await app.stop();
+await db.drop();
