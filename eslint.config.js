@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["gen/**", "node_modules/**", "dist/**", ".data/**", "examples/**/gen/**"] },
+  { ignores: ["gen/**", "node_modules/**", "dist/**", ".data/**", ".scratch/**", "examples/**/gen/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
