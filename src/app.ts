@@ -1,46 +1,72 @@
 /**
- * The service: database, migrations, API server on one port. `buildApp` wires it, `start`
- * listens, `stop` shuts down in order (no new requests, in-flight ones finish, then the database).
+ * The service: database, migrations, pg-boss, the delivery engine and the API server on one
+ * port. `startApp` wires and starts it; `stop` shuts down in order: no new requests and the
+ * in-flight ones finish, deliveries in flight finish, then pg-boss, then the database.
  */
-import type { Config } from "./config.ts";
-import type { AppContext } from "./context.ts";
+import type { PgBoss } from "pg-boss";
 import { authInterceptor } from "./api/auth.ts";
 import { edgeInterceptor } from "./api/errors.ts";
+import { Cursors } from "./api/paging.ts";
 import { routes } from "./api/routes.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import type { Config } from "./config.ts";
+import type { AppContext } from "./context.ts";
 import { openDatabase, type Database } from "./db/database.ts";
-import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
 import { IdAllocator } from "./db/ids.ts";
+import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
 import { cursorSecret } from "./db/sql/settings.ts";
+import { DeliveryEngine } from "./delivery/engine.ts";
+import { AddressPolicy } from "./delivery/ssrf.ts";
 import { startBoss } from "./jobs/boss.ts";
 import { createLogger, type Logger } from "./logger.ts";
-import type { PgBoss } from "pg-boss";
-import { Cursors } from "./api/paging.ts";
 import { createHttpHandler } from "./server/http-handler.ts";
 import { createOnePortServer } from "./server/one-port.ts";
 
 export interface App extends AppContext {
   db: Database;
   boss: PgBoss;
+  /** Undefined when SHOPHOOK_DELIVERY_ENABLED=false. */
+  delivery: DeliveryEngine | undefined;
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   port: number;
   stop(): Promise<void>;
 }
 
-export async function startApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
+export interface AppDeps {
+  /** Retry-scheduling time; tests pass a clock they move by hand. */
+  clock?: Clock;
+}
+
+export async function startApp(config: Config, log: Logger = createLogger(config.logLevel), deps: AppDeps = {}): Promise<App> {
   const db = await openDatabase(config, log);
   let boss: PgBoss | undefined;
+  let delivery: DeliveryEngine | undefined;
   try {
     const applied = await migrate(db.pool);
     if (applied.length) log.info({ applied }, "migrations applied");
     const latest = Math.max(0, ...(await loadMigrations()).map((m) => m.version));
     const { rows: settings } = await db.pool.query<{ cursor_secret: string }>(cursorSecret());
-    const ctx: AppContext = { config, pool: db.pool, log, cursors: new Cursors(settings[0]!.cursor_secret), ids: new IdAllocator(db.pool) };
+    const ctx: AppContext = {
+      config,
+      pool: db.pool,
+      log,
+      cursors: new Cursors(settings[0]!.cursor_secret),
+      ids: new IdAllocator(db.pool),
+      clock: deps.clock ?? systemClock,
+    };
+    const policy = new AddressPolicy(config.webhookAllowPrivate);
     boss = await startBoss(ctx, db.url);
+    if (config.deliveryEnabled) {
+      const engine = await DeliveryEngine.start(ctx, boss, policy);
+      delivery = engine;
+      ctx.onCommit = (c) => engine.committed(c);
+      ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);
+    }
 
     const server = createOnePortServer(
       createHttpHandler({
-        routes: routes(ctx),
+        routes: routes(ctx, { allowHttp: config.webhookAllowHttp, policy }),
         interceptors: [edgeInterceptor(log), authInterceptor(db.pool)],
         bodyLimitBytes: config.bodyLimitBytes,
         log,
@@ -55,14 +81,16 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
-        log.info({ inFlight: server.inFlight() }, "shutting down");
+        log.info({ inFlight: server.inFlight(), deliveries: delivery?.deliverer.busy ?? 0 }, "shutting down");
         await server.close(config.shutdownTimeoutMs);
+        await delivery?.stop(config.shutdownTimeoutMs);
         await boss?.stop({ graceful: true, timeout: config.shutdownTimeoutMs });
         await db.close();
         log.info("stopped");
       })());
-    return { ...ctx, db, boss, url, port: address.port, stop };
+    return { ...ctx, db, boss, delivery, url, port: address.port, stop };
   } catch (err) {
+    await delivery?.stop(0).catch(() => undefined);
     await boss?.stop({ graceful: false }).catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;

@@ -27,6 +27,33 @@ export interface Config {
   changeRetentionHours: number;
   /** When the retention prune runs (cron, UTC). `SHOPHOOK_PRUNE_CRON`, default every 10 minutes. */
   pruneCron: string;
+  /** Webhook URLs may be plain http (otherwise https only). `SHOPHOOK_WEBHOOK_ALLOW_HTTP`, default false. */
+  webhookAllowHttp: boolean;
+  /**
+   * Addresses webhooks may reach although they are not public (loopback, private...): comma-separated
+   * CIDRs or IPs, or "*". `SHOPHOOK_WEBHOOK_ALLOW_PRIVATE`, default none. Tests and local development set it.
+   */
+  webhookAllowPrivate: string[];
+  /** Webhooks a shop may have. `SHOPHOOK_MAX_WEBHOOKS_PER_SHOP`, default 20. */
+  maxWebhooksPerShop: number;
+  /** Time allowed for one delivery request, connect to last byte. `SHOPHOOK_DELIVERY_TIMEOUT_MS`, default 10000. */
+  deliveryTimeoutMs: number;
+  /** Changes per delivery request at most (eTop: 1000). `SHOPHOOK_BATCH_MAX_CHANGES`, default 1000. */
+  batchMaxChanges: number;
+  /** Bytes per delivery request body at most (a single larger change is sent alone). `SHOPHOOK_BATCH_MAX_BYTES`, default 1 MiB. */
+  batchMaxBytes: number;
+  /** First retry delay; each failure doubles it (with jitter). `SHOPHOOK_RETRY_BASE_SECONDS`, default 30. */
+  retryBaseSeconds: number;
+  /** Longest single retry delay. `SHOPHOOK_RETRY_MAX_STEP_SECONDS`, default 14400 (4 h). */
+  retryMaxStepSeconds: number;
+  /** After failing this long, a webhook goes to "stop". `SHOPHOOK_RETRY_WINDOW_HOURS`, default 72 (Standard Webhooks). */
+  retryWindowHours: number;
+  /** Webhook deliveries in flight at once in one instance. `SHOPHOOK_DELIVERY_CONCURRENCY`, default 2000. */
+  deliveryConcurrency: number;
+  /** How often the safety-net sweep looks for webhooks with undelivered changes. `SHOPHOOK_SWEEP_INTERVAL_MS`, default 1000. */
+  sweepIntervalMs: number;
+  /** Run the delivery engine in this process. `SHOPHOOK_DELIVERY_ENABLED`, default true. */
+  deliveryEnabled: boolean;
 }
 
 /** The project root: two levels above this file (src/config.ts). */
@@ -41,6 +68,18 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max
   const v = Number(raw);
   if (v < min || v > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${v}`);
   return v;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function list(env: NodeJS.ProcessEnv, name: string): string[] {
+  return (env[name] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 }
 
 function str(env: NodeJS.ProcessEnv, name: string, def: string): string {
@@ -65,6 +104,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
     changeRetentionHours: int(env, "SHOPHOOK_CHANGE_RETENTION_HOURS", 168, 1, 24 * 365),
     pruneCron: str(env, "SHOPHOOK_PRUNE_CRON", "*/10 * * * *"),
+    webhookAllowHttp: bool(env, "SHOPHOOK_WEBHOOK_ALLOW_HTTP", false),
+    webhookAllowPrivate: list(env, "SHOPHOOK_WEBHOOK_ALLOW_PRIVATE"),
+    maxWebhooksPerShop: int(env, "SHOPHOOK_MAX_WEBHOOKS_PER_SHOP", 20, 1, 100_000),
+    deliveryTimeoutMs: int(env, "SHOPHOOK_DELIVERY_TIMEOUT_MS", 10_000, 100, 120_000),
+    batchMaxChanges: int(env, "SHOPHOOK_BATCH_MAX_CHANGES", 1000, 1, 10_000),
+    batchMaxBytes: int(env, "SHOPHOOK_BATCH_MAX_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+    retryBaseSeconds: int(env, "SHOPHOOK_RETRY_BASE_SECONDS", 30, 1, 86_400),
+    retryMaxStepSeconds: int(env, "SHOPHOOK_RETRY_MAX_STEP_SECONDS", 4 * 3600, 1, 7 * 86_400),
+    retryWindowHours: int(env, "SHOPHOOK_RETRY_WINDOW_HOURS", 72, 1, 24 * 90),
+    deliveryConcurrency: int(env, "SHOPHOOK_DELIVERY_CONCURRENCY", 2000, 1, 100_000),
+    sweepIntervalMs: int(env, "SHOPHOOK_SWEEP_INTERVAL_MS", 1000, 10, 600_000),
+    deliveryEnabled: bool(env, "SHOPHOOK_DELIVERY_ENABLED", true),
   };
 }
 

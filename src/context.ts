@@ -1,5 +1,7 @@
 /** The shared handles every module receives: built once at start, passed down explicitly. */
 import type { Cursors } from "./api/paging.ts";
+import type { Clock } from "./clock.ts";
+import type { Committed } from "./store/write.ts";
 import type { Config } from "./config.ts";
 import type { IdAllocator } from "./db/ids.ts";
 import type { Pool } from "./db/pool.ts";
@@ -13,4 +15,10 @@ export interface AppContext {
   cursors: Cursors;
   /** Entity ids. */
   ids: IdAllocator;
+  /** Retry scheduling time (tests move it by hand). */
+  clock: Clock;
+  /** Called after each committed write: wakes the webhooks of the changed entities. */
+  onCommit?: (c: Committed) => void;
+  /** Called when a shop's webhooks were created, changed or deleted. */
+  webhooksChanged?: (shopId: string) => void;
 }

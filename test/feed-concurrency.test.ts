@@ -36,14 +36,14 @@ class Abort extends Error {}
 
 /** Writes through the store directly, so it can sleep inside its transaction and abort after writing. */
 async function directWriter(shop: TestShop, known: { products: string[]; customers: string[] }, until: number, stats: { aborted: number; committed: number }) {
-  const { pool, ids } = t.app;
+  const { ids } = t.app;
   while (Date.now() < until) {
     const op = Math.random();
     const abort = Math.random() < 0.2;
     try {
       if (op < 0.35) {
         const id = await ids.next();
-        await write(pool, shop.id, [], async (w) => {
+        await write(t.app, shop.id, [], async (w) => {
           await w.insert(productEntity, { id, external_id: "", external_code: "", name: abort ? `ABORTED ${id}` : `direct ${id}`, description: "", short_desc: "", image_urls: [], note: "", status: "active", list_price: "0", retail_price: String(Math.floor(Math.random() * 1000)) });
           await sleep(Math.random() * 15);
           if (abort) throw new Abort();
@@ -55,7 +55,7 @@ async function directWriter(shop: TestShop, known: { products: string[]; custome
         const pid = pick(hot ? known.products.slice(0, 3) : known.products);
         const cid = pick(hot ? known.customers.slice(0, 3) : known.customers);
         if (!pid || !cid) continue;
-        await write(pool, shop.id, [["product", pid], ["customer", cid]], async (w) => {
+        await write(t.app, shop.id, [["product", pid], ["customer", cid]], async (w) => {
           const p = await w.get<ProductRow>(productEntity, pid);
           const c = await w.get(customerEntity, cid);
           if (!p || p.deleted_at || !c || c.deleted_at) return;

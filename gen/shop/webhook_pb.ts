@@ -2,23 +2,394 @@
 // @generated from file shop/webhook.proto (package shop, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { GetChangesRequestSchema, GetChangesResponseSchema } from "./change_pb.ts";
 import { file_shop_change } from "./change_pb.ts";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file shop/webhook.proto.
  */
 export const file_shop_webhook: GenFile = /*@__PURE__*/
-  fileDesc("ChJzaG9wL3dlYmhvb2sucHJvdG8SBHNob3AyTAoHV2ViaG9vaxJBCgpHZXRDaGFuZ2VzEhcuc2hvcC5HZXRDaGFuZ2VzUmVxdWVzdBoYLnNob3AuR2V0Q2hhbmdlc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_shop_change]);
+  fileDesc("ChJzaG9wL3dlYmhvb2sucHJvdG8SBHNob3AiLAoNV2ViaG9va0hlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIoMBCgxXZWJob29rRXJyb3ISDQoFZXJyb3IYASABKAkSEwoLcmVzcF9zdGF0dXMYAiABKAUSEQoJcmVzcF9ib2R5GAMgASgJEg8KB3JldHJpZWQYBCABKAUSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKDVdlYmhvb2tTdGF0ZXMSDQoFc3RhdGUYASABKAkSMAoMbGFzdF9zZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgpsYXN0X2Vycm9yGAMgASgLMhIuc2hvcC5XZWJob29rRXJyb3ISMwoPbmV4dF9hdHRlbXB0X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK+AgoLU2hvcFdlYmhvb2sSDgoCaWQYASABKANCAjABEgsKA3VybBgCIAEoCRIQCghlbnRpdGllcxgDIAMoCRIOCgZmaWVsZHMYBCADKAkSEAoIbWV0YWRhdGEYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoGc3RhdGVzGAcgASgLMhMuc2hvcC5XZWJob29rU3RhdGVzEg4KBmFjdGl2ZRgIIAEoCBIkCgdoZWFkZXJzGAkgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAogASgJEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNlY3JldBgMIAEoCSKhAQoUQ3JlYXRlV2ViaG9va1JlcXVlc3QSCwoDdXJsGAEgASgJEhAKCGVudGl0aWVzGAIgAygJEg4KBmZpZWxkcxgDIAMoCRIQCghtZXRhZGF0YRgEIAEoCRIkCgdoZWFkZXJzGAUgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAYgASgJEg0KBWFmdGVyGAcgASgJIhQKEkdldFdlYmhvb2tzUmVxdWVzdCI6ChNHZXRXZWJob29rc1Jlc3BvbnNlEiMKCHdlYmhvb2tzGAEgAygLMhEuc2hvcC5TaG9wV2ViaG9vayIjChFHZXRXZWJob29rUmVxdWVzdBIOCgJpZBgBIAEoA0ICMAEiJgoURGVsZXRlV2ViaG9va1JlcXVlc3QSDgoCaWQYASABKANCAjABIjwKFURlbGV0ZVdlYmhvb2tSZXNwb25zZRIjCgh3ZWJob29rcxgBIAMoCzIRLnNob3AuU2hvcFdlYmhvb2sy3AIKB1dlYmhvb2sSQAoNQ3JlYXRlV2ViaG9vaxIaLnNob3AuQ3JlYXRlV2ViaG9va1JlcXVlc3QaES5zaG9wLlNob3BXZWJob29rIgASRAoLR2V0V2ViaG9va3MSGC5zaG9wLkdldFdlYmhvb2tzUmVxdWVzdBoZLnNob3AuR2V0V2ViaG9va3NSZXNwb25zZSIAEjoKCkdldFdlYmhvb2sSFy5zaG9wLkdldFdlYmhvb2tSZXF1ZXN0GhEuc2hvcC5TaG9wV2ViaG9vayIAEkoKDURlbGV0ZVdlYmhvb2sSGi5zaG9wLkRlbGV0ZVdlYmhvb2tSZXF1ZXN0Ghsuc2hvcC5EZWxldGVXZWJob29rUmVzcG9uc2UiABJBCgpHZXRDaGFuZ2VzEhcuc2hvcC5HZXRDaGFuZ2VzUmVxdWVzdBoYLnNob3AuR2V0Q2hhbmdlc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_timestamp, file_shop_change]);
 
 /**
- * Webhook holds eTop's shop.Webhook RPCs.
+ * A custom HTTP header sent with every delivery of a webhook.
+ *
+ * @generated from message shop.WebhookHeader
+ */
+export type WebhookHeader = Message<"shop.WebhookHeader"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message shop.WebhookHeader.
+ * Use `create(WebhookHeaderSchema)` to create a new message.
+ */
+export const WebhookHeaderSchema: GenMessage<WebhookHeader> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 0);
+
+/**
+ * The last failed delivery attempt (eTop's last_error).
+ *
+ * @generated from message shop.WebhookError
+ */
+export type WebhookError = Message<"shop.WebhookError"> & {
+  /**
+   * What went wrong: "unexpected status: 500", "timeout after 10000 ms", "connection refused"...
+   *
+   * @generated from field: string error = 1;
+   */
+  error: string;
+
+  /**
+   * HTTP status of the response, 0 when there was none.
+   *
+   * @generated from field: int32 resp_status = 2;
+   */
+  respStatus: number;
+
+  /**
+   * The start of the response body (at most 1 KiB).
+   *
+   * @generated from field: string resp_body = 3;
+   */
+  respBody: string;
+
+  /**
+   * How many attempts of the current batch have failed.
+   *
+   * @generated from field: int32 retried = 4;
+   */
+  retried: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp sent_at = 5;
+   */
+  sentAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.WebhookError.
+ * Use `create(WebhookErrorSchema)` to create a new message.
+ */
+export const WebhookErrorSchema: GenMessage<WebhookError> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 1);
+
+/**
+ * Delivery state (eTop's `states`).
+ *
+ * @generated from message shop.WebhookStates
+ */
+export type WebhookStates = Message<"shop.WebhookStates"> & {
+  /**
+   * "ok": deliveries succeed (or none was needed yet); "retry": the last attempt failed and the
+   * batch will be sent again at next_attempt_at; "stop": attempts failed for longer than the retry
+   * window and delivery stopped (changes keep accumulating and are not lost).
+   *
+   * @generated from field: string state = 1;
+   */
+  state: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_sent_at = 2;
+   */
+  lastSentAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: shop.WebhookError last_error = 3;
+   */
+  lastError?: WebhookError | undefined;
+
+  /**
+   * When the next attempt is due (state "retry").
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_at = 4;
+   */
+  nextAttemptAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.WebhookStates.
+ * Use `create(WebhookStatesSchema)` to create a new message.
+ */
+export const WebhookStatesSchema: GenMessage<WebhookStates> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 2);
+
+/**
+ * @generated from message shop.ShopWebhook
+ */
+export type ShopWebhook = Message<"shop.ShopWebhook"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Entities whose changes are delivered: product, variant, order, fulfillment, customer, inventory_level.
+   *
+   * @generated from field: repeated string entities = 3;
+   */
+  entities: string[];
+
+  /**
+   * @generated from field: repeated string fields = 4;
+   */
+  fields: string[];
+
+  /**
+   * Free text for the integrator, up to 4 KiB.
+   *
+   * @generated from field: string metadata = 5;
+   */
+  metadata: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: shop.WebhookStates states = 7;
+   */
+  states?: WebhookStates | undefined;
+
+  /**
+   * Deliveries happen only while active.
+   *
+   * @generated from field: bool active = 8;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: repeated shop.WebhookHeader headers = 9;
+   */
+  headers: WebhookHeader[];
+
+  /**
+   * @generated from field: string description = 10;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 11;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * The signing secret ("whsec_..."), set only in CreateWebhook's response.
+   *
+   * @generated from field: string secret = 12;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message shop.ShopWebhook.
+ * Use `create(ShopWebhookSchema)` to create a new message.
+ */
+export const ShopWebhookSchema: GenMessage<ShopWebhook> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 3);
+
+/**
+ * @generated from message shop.CreateWebhookRequest
+ */
+export type CreateWebhookRequest = Message<"shop.CreateWebhookRequest"> & {
+  /**
+   * Absolute http(s) URL; https unless the server allows http.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * At least one, each known and listed once.
+   *
+   * @generated from field: repeated string entities = 2;
+   */
+  entities: string[];
+
+  /**
+   * @generated from field: repeated string fields = 3;
+   */
+  fields: string[];
+
+  /**
+   * @generated from field: string metadata = 4;
+   */
+  metadata: string;
+
+  /**
+   * @generated from field: repeated shop.WebhookHeader headers = 5;
+   */
+  headers: WebhookHeader[];
+
+  /**
+   * @generated from field: string description = 6;
+   */
+  description: string;
+
+  /**
+   * Optional: a GetChanges cursor (paging.next); delivery starts after it instead of at
+   * creation, so a client can hand over from polling to the webhook without a gap.
+   *
+   * @generated from field: string after = 7;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message shop.CreateWebhookRequest.
+ * Use `create(CreateWebhookRequestSchema)` to create a new message.
+ */
+export const CreateWebhookRequestSchema: GenMessage<CreateWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 4);
+
+/**
+ * @generated from message shop.GetWebhooksRequest
+ */
+export type GetWebhooksRequest = Message<"shop.GetWebhooksRequest"> & {
+};
+
+/**
+ * Describes the message shop.GetWebhooksRequest.
+ * Use `create(GetWebhooksRequestSchema)` to create a new message.
+ */
+export const GetWebhooksRequestSchema: GenMessage<GetWebhooksRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 5);
+
+/**
+ * @generated from message shop.GetWebhooksResponse
+ */
+export type GetWebhooksResponse = Message<"shop.GetWebhooksResponse"> & {
+  /**
+   * @generated from field: repeated shop.ShopWebhook webhooks = 1;
+   */
+  webhooks: ShopWebhook[];
+};
+
+/**
+ * Describes the message shop.GetWebhooksResponse.
+ * Use `create(GetWebhooksResponseSchema)` to create a new message.
+ */
+export const GetWebhooksResponseSchema: GenMessage<GetWebhooksResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 6);
+
+/**
+ * @generated from message shop.GetWebhookRequest
+ */
+export type GetWebhookRequest = Message<"shop.GetWebhookRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+};
+
+/**
+ * Describes the message shop.GetWebhookRequest.
+ * Use `create(GetWebhookRequestSchema)` to create a new message.
+ */
+export const GetWebhookRequestSchema: GenMessage<GetWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 7);
+
+/**
+ * @generated from message shop.DeleteWebhookRequest
+ */
+export type DeleteWebhookRequest = Message<"shop.DeleteWebhookRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+};
+
+/**
+ * Describes the message shop.DeleteWebhookRequest.
+ * Use `create(DeleteWebhookRequestSchema)` to create a new message.
+ */
+export const DeleteWebhookRequestSchema: GenMessage<DeleteWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 8);
+
+/**
+ * @generated from message shop.DeleteWebhookResponse
+ */
+export type DeleteWebhookResponse = Message<"shop.DeleteWebhookResponse"> & {
+  /**
+   * @generated from field: repeated shop.ShopWebhook webhooks = 1;
+   */
+  webhooks: ShopWebhook[];
+};
+
+/**
+ * Describes the message shop.DeleteWebhookResponse.
+ * Use `create(DeleteWebhookResponseSchema)` to create a new message.
+ */
+export const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 9);
+
+/**
+ * Webhook holds eTop's shop.Webhook RPCs (CreateWebhook, GetWebhooks, DeleteWebhook) and ours.
  *
  * @generated from service shop.Webhook
  */
 export const Webhook: GenService<{
+  /**
+   * CreateWebhook subscribes a URL to the shop's changes of some entities. Changes committed
+   * after it (or after `after`, a GetChanges cursor) are POSTed in batches, in order, signed.
+   * The response is the only time `secret` is shown.
+   *
+   * @generated from rpc shop.Webhook.CreateWebhook
+   */
+  createWebhook: {
+    methodKind: "unary";
+    input: typeof CreateWebhookRequestSchema;
+    output: typeof ShopWebhookSchema;
+  },
+  /**
+   * GetWebhooks lists the shop's webhooks with their delivery state.
+   *
+   * @generated from rpc shop.Webhook.GetWebhooks
+   */
+  getWebhooks: {
+    methodKind: "unary";
+    input: typeof GetWebhooksRequestSchema;
+    output: typeof GetWebhooksResponseSchema;
+  },
+  /**
+   * GetWebhook returns one webhook with its delivery state.
+   *
+   * @generated from rpc shop.Webhook.GetWebhook
+   */
+  getWebhook: {
+    methodKind: "unary";
+    input: typeof GetWebhookRequestSchema;
+    output: typeof ShopWebhookSchema;
+  },
+  /**
+   * DeleteWebhook deletes a webhook (its deliveries stop) and returns the remaining ones, as eTop.
+   *
+   * @generated from rpc shop.Webhook.DeleteWebhook
+   */
+  deleteWebhook: {
+    methodKind: "unary";
+    input: typeof DeleteWebhookRequestSchema;
+    output: typeof DeleteWebhookResponseSchema;
+  },
   /**
    * GetChanges is the pull feed of the changes webhooks deliver (same as shop.History/GetChanges).
    *

@@ -51,7 +51,7 @@ export function customerService(ctx: AppContext): ServiceImpl<typeof Customer> {
         note: text("note", req.note, 2000),
         status: oneOf("status", req.status, STATUSES, "active"),
       };
-      return C.toMessage(await createOne(ctx.pool, shopId, C, { id, ...data }));
+      return C.toMessage(await createOne(ctx, shopId, C, { id, ...data }));
     },
 
     async getCustomer(req, hc) {
@@ -72,7 +72,7 @@ export function customerService(ctx: AppContext): ServiceImpl<typeof Customer> {
         note: ifSet(req.note, (v) => text("note", v, 2000)),
         status: ifSet(req.status, (v) => oneOf("status", v, STATUSES)),
       });
-      return C.toMessage(await updateOne(ctx.pool, shopId, C, id, (old) => (live(old, C, id), patch)));
+      return C.toMessage(await updateOne(ctx, shopId, C, id, (old) => (live(old, C, id), patch)));
     },
 
     async deleteCustomer(req, hc) {

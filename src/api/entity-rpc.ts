@@ -30,7 +30,7 @@ export const removed = (n: number) => create(RemovedResponseSchema, { removed: n
  */
 export async function removeOne<R extends BaseRow>(ctx: AppContext, shopId: string, def: EntityDef<R>, id: string, check?: (row: R) => void): Promise<number> {
   let n = 0;
-  await updateOne(ctx.pool, shopId, def, id, (old) => {
+  await updateOne(ctx, shopId, def, id, (old) => {
     if (!old) live(old, def, id);
     if (old!.deleted_at) return (n = 0), undefined;
     check?.(old!);

@@ -66,7 +66,7 @@ async function transition(w: Writer, f: FulfillmentRow, order: OrderRow, to: str
 async function withFulfillment<T>(ctx: AppContext, shopId: string, id: string, fn: (w: Writer, f: FulfillmentRow, o: OrderRow) => Promise<T>): Promise<T> {
   const f0 = live((await ctx.pool.query<FulfillmentRow>(selectOne(F, shopId, id))).rows[0], F, id);
   const o0 = (await ctx.pool.query<OrderRow>(selectOne(O, shopId, f0.order_id))).rows[0];
-  return write(ctx.pool, shopId, [["fulfillment", id], ["order", f0.order_id], ...stockLocks(o0?.lines ?? [])], async (w) => {
+  return write(ctx, shopId, [["fulfillment", id], ["order", f0.order_id], ...stockLocks(o0?.lines ?? [])], async (w) => {
     const f = live(await w.get(F, id), F, id);
     const o = (await w.get(O, f.order_id))!;
     await w.lock(stockLocks(o.lines));
@@ -93,7 +93,7 @@ export function fulfillmentService(ctx: AppContext): ServiceImpl<typeof Fulfillm
         cancel_reason: "",
       };
       const id = await ctx.ids.next();
-      const row = await write(ctx.pool, shopId, [["order", orderId]], async (w) => {
+      const row = await write(ctx, shopId, [["order", orderId]], async (w) => {
         const order = live(await w.get(O, orderId), O, orderId, "order_id");
         if (order.status !== "processing") throw failedPrecondition(`order_id: order ${orderId} is ${order.status}; only a confirmed (processing) order can be fulfilled`);
         const active = await activeFulfillments(w, orderId);
@@ -120,7 +120,7 @@ export function fulfillmentService(ctx: AppContext): ServiceImpl<typeof Fulfillm
         shipping_fee: ifSet(req.shippingFee, (v) => money("shipping_fee", v)),
         shipping_note: ifSet(req.shippingNote, (v) => text("shipping_note", v, 2000)),
       });
-      return F.toMessage(await updateOne(ctx.pool, shopId, F, id, (old) => (live(old, F, id), patch)));
+      return F.toMessage(await updateOne(ctx, shopId, F, id, (old) => (live(old, F, id), patch)));
     },
 
     async updateShippingState(req, hc) {

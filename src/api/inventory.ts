@@ -42,7 +42,7 @@ export function inventoryService(ctx: AppContext): ServiceImpl<typeof Inventory>
       const shopId = principal(hc).shopId;
       const items = variantItems("adjustments", req.adjustments);
       items.forEach(([, a], i) => quantity(`adjustments[${i}].available_delta`, a.availableDelta, -MAX_QTY, MAX_QTY));
-      const rows = await write(ctx.pool, shopId, items.map(([id]) => ["inventory_level", id] as ["inventory_level", string]), async (w) => {
+      const rows = await write(ctx, shopId, items.map(([id]) => ["inventory_level", id] as ["inventory_level", string]), async (w) => {
         const out = [];
         for (const [i, [id, a]] of items.entries()) {
           const level = live(await w.get(IL, id), IL, id, `adjustments[${i}].variant_id`);
@@ -60,7 +60,7 @@ export function inventoryService(ctx: AppContext): ServiceImpl<typeof Inventory>
       const shopId = principal(hc).shopId;
       const items = variantItems("counts", req.counts);
       items.forEach(([, c], i) => quantity(`counts[${i}].available_quantity`, c.availableQuantity, 0, MAX_QTY));
-      const rows = await write(ctx.pool, shopId, items.map(([id]) => ["inventory_level", id] as ["inventory_level", string]), async (w) => {
+      const rows = await write(ctx, shopId, items.map(([id]) => ["inventory_level", id] as ["inventory_level", string]), async (w) => {
         const out = [];
         for (const [i, [id, c]] of items.entries()) {
           const level = live(await w.get(IL, id), IL, id, `counts[${i}].variant_id`);

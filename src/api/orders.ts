@@ -98,7 +98,7 @@ async function customerRef(ctx: AppContext, shopId: string, id: string): Promise
 /** Runs `fn` holding the order's lock and its lines' stock locks; the order is re-read under them. */
 async function withOrder<T>(ctx: AppContext, shopId: string, id: string, fn: (w: Writer, order: OrderRow) => Promise<T>): Promise<T> {
   const guess = (await ctx.pool.query<OrderRow>(selectOne(O, shopId, id))).rows[0];
-  return write(ctx.pool, shopId, [["order", id], ...stockLocks(guess?.lines ?? [])], async (w) => {
+  return write(ctx, shopId, [["order", id], ...stockLocks(guess?.lines ?? [])], async (w) => {
     const order = live(await w.get(O, id), O, id);
     await w.lock(stockLocks(order.lines)); // lines changed since the guess: lock the rest
     return fn(w, order);
@@ -138,7 +138,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         cancelled_at: null,
         cancel_reason: "",
       };
-      return O.toMessage(await createOne(ctx.pool, shopId, O, data));
+      return O.toMessage(await createOne(ctx, shopId, O, data));
     },
 
     async getOrder(req, hc) {
@@ -157,7 +157,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         total_fee: ifSet(req.totalFee, (v) => money("total_fee", v)),
         order_note: ifSet(req.orderNote, (v) => text("order_note", v, 2000)),
       });
-      const row = await updateOne(ctx.pool, shopId, O, id, (row) => {
+      const row = await updateOne(ctx, shopId, O, id, (row) => {
         const old = live(row, O, id);
         if ((patch.total_discount ?? patch.total_fee) === undefined) return patch;
         if (old.status !== "created") throw failedPrecondition(`order ${id} is ${old.status}: amounts can change only before it is confirmed`);
@@ -170,7 +170,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const ls = await lines(ctx, shopId, req.lines);
-      const row = await updateOne(ctx.pool, shopId, O, id, (row) => {
+      const row = await updateOne(ctx, shopId, O, id, (row) => {
         const old = live(row, O, id);
         if (old.status !== "created") throw failedPrecondition(`order ${id} is ${old.status}: lines can change only before it is confirmed`);
         return { lines: ls, ...totals(ls, old.total_discount, old.total_fee) };

@@ -55,7 +55,7 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
         retail_price: money("retail_price", req.retailPrice),
       };
       const id = await ctx.ids.next();
-      return one(shopId, await createOne(ctx.pool, shopId, P, { id, ...data }));
+      return one(shopId, await createOne(ctx, shopId, P, { id, ...data }));
     },
 
     async getProduct(req, hc) {
@@ -77,20 +77,20 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
         list_price: ifSet(req.listPrice, (v) => money("list_price", v)),
         retail_price: ifSet(req.retailPrice, (v) => money("retail_price", v)),
       });
-      return one(shopId, await updateOne(ctx.pool, shopId, P, id, (old) => (live(old, P, id), patch)));
+      return one(shopId, await updateOne(ctx, shopId, P, id, (old) => (live(old, P, id), patch)));
     },
 
     async updateProductImages(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const image_urls = urls("image_urls", req.imageUrls);
-      return one(shopId, await updateOne(ctx.pool, shopId, P, id, (old) => (live(old, P, id), { image_urls })));
+      return one(shopId, await updateOne(ctx, shopId, P, id, (old) => (live(old, P, id), { image_urls })));
     },
 
     async deleteProduct(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
-      const n = await write(ctx.pool, shopId, [["product", id]], async (w) => {
+      const n = await write(ctx, shopId, [["product", id]], async (w) => {
         const old = await w.get(P, id);
         if (!old) live(old, P, id);
         if (old!.deleted_at) return 0;

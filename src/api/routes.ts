@@ -20,10 +20,12 @@ import { miscService } from "./misc.ts";
 import { orderService } from "./orders.ts";
 import { productService } from "./products.ts";
 import { variantService } from "./variants.ts";
+import { type WebhookValidation, webhookService } from "./webhooks.ts";
 
-export function routes(ctx: AppContext) {
+export function routes(ctx: AppContext, webhooks: WebhookValidation) {
   const changes = getChanges(ctx);
   const services = {
+    webhook: webhookService(ctx, webhooks),
     misc: miscService(),
     apiKey: apiKeyService(ctx),
     product: productService(ctx),
@@ -43,6 +45,6 @@ export function routes(ctx: AppContext) {
     router.service(Fulfillment, services.fulfillment);
     router.service(Inventory, services.inventory);
     router.service(History, { getChanges: changes });
-    router.service(Webhook, { getChanges: changes });
+    router.service(Webhook, services.webhook);
   };
 }

@@ -44,7 +44,7 @@ export function variantService(ctx: AppContext): ServiceImpl<typeof Variant> {
       };
       const id = await ctx.ids.next();
       // The product's lock keeps a concurrent DeleteProduct from missing this variant.
-      const row = await write(ctx.pool, shopId, [["product", productId]], async (w) => {
+      const row = await write(ctx, shopId, [["product", productId]], async (w) => {
         live(await w.get(productEntity, productId), productEntity, productId, "product_id");
         const variant = await w.insert(V, { id, ...data });
         await w.insert(IL, { variant_id: id, product_id: productId, available_quantity: 0, reserved_quantity: 0, picked_quantity: 0 });
@@ -70,20 +70,20 @@ export function variantService(ctx: AppContext): ServiceImpl<typeof Variant> {
         retail_price: ifSet(req.retailPrice, (v) => money("retail_price", v)),
         cost_price: ifSet(req.costPrice, (v) => money("cost_price", v)),
       });
-      return V.toMessage(await updateOne(ctx.pool, shopId, V, id, (old) => (live(old, V, id), patch)));
+      return V.toMessage(await updateOne(ctx, shopId, V, id, (old) => (live(old, V, id), patch)));
     },
 
     async updateVariantAttributes(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
       const attrs = attributes("attributes", req.attributes);
-      return V.toMessage(await updateOne(ctx.pool, shopId, V, id, (old) => (live(old, V, id), { attributes: attrs })));
+      return V.toMessage(await updateOne(ctx, shopId, V, id, (old) => (live(old, V, id), { attributes: attrs })));
     },
 
     async deleteVariant(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
-      const n = await write(ctx.pool, shopId, [["variant", id], ["inventory_level", id]], async (w) => {
+      const n = await write(ctx, shopId, [["variant", id], ["inventory_level", id]], async (w) => {
         const old = await w.get(V, id);
         if (!old) live(old, V, id);
         if (old!.deleted_at) return 0;

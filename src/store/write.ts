@@ -42,6 +42,19 @@ export function changedFields(before: JsonObject, after: JsonObject): JsonObject
 
 type Locks = Array<[EntityName, string]>;
 
+/** What a committed write tells the delivery engine: which shop, which entities, which transaction. */
+export interface Committed {
+  shopId: string;
+  entities: EntityName[];
+  xid: string;
+}
+
+/** Where writes go, and who hears of their commits. */
+export interface WriteContext {
+  pool: Pool;
+  onCommit?: (c: Committed) => void;
+}
+
 /**
  * Write time. The application's clock, but never at or before the time of the version being
  * replaced, so an entity's updated_at only moves forward even across instances whose clocks differ.
@@ -92,6 +105,9 @@ async function runWrite<R extends BaseRow>(db: Pool | Tx, def: EntityDef<R>, q: 
 
 export class Writer {
   private wrote = false;
+  /** Entities written and the transaction id, for the commit signal. */
+  readonly written = new Set<EntityName>();
+  xid: string | undefined;
   private readonly held = new Set<bigint>();
   private readonly tx: Tx;
   readonly shopId: string;
@@ -126,8 +142,14 @@ export class Writer {
 
   async insert<R extends BaseRow>(def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
     const { row, change } = prepareInsert(def, this.shopId, data, this.now);
+    return this.track(def, (await runWrite(this.tx, def, insertWithChange(def, this.shopId, row, change)))!);
+  }
+
+  private track<R extends BaseRow>(def: EntityDef<R>, row: R): R {
     this.wrote = true;
-    return (await runWrite(this.tx, def, insertWithChange(def, this.shopId, row, change)))!;
+    this.written.add(def.name);
+    this.xid = row.feed_xid;
+    return row;
   }
 
   /**
@@ -139,7 +161,7 @@ export class Writer {
     const u = prepareUpdate(def, old, patch, this.now);
     if (!u) return old;
     this.wrote = true;
-    return (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!;
+    return this.track(def, (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
   }
 
   /** Deletes `old` (which must be locked): it stays as a tombstone with deleted_at set. */
@@ -147,7 +169,7 @@ export class Writer {
     this.assertLocked(def, old);
     const u = prepareRemove(def, old, this.now);
     this.wrote = true;
-    return (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!;
+    return this.track(def, (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
   }
 
   private assertLocked(def: EntityDef, row: BaseRow) {
@@ -180,14 +202,18 @@ const backoff = (attempt: number) => new Promise((r) => setTimeout(r, Math.rando
  * Runs `fn` in a write transaction for `shopId` holding `locks` from the start. Deadlocks
  * (possible when `fn` takes more locks after reading) are retried with jittered backoff.
  */
-export async function write<T>(pool: Pool, shopId: string, locks: Locks, fn: (w: Writer) => Promise<T>): Promise<T> {
+export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, fn: (w: Writer) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await inTx(pool, async (tx) => {
+      let writer: Writer | undefined;
+      const result = await inTx(ctx.pool, async (tx) => {
         const keys = sortedKeys(locks);
         if (keys.length) await tx.query(lockEntities(keys));
-        return fn(new Writer(tx, shopId, keys));
+        writer = new Writer(tx, shopId, keys);
+        return fn(writer);
       });
+      if (writer?.xid) ctx.onCommit?.({ shopId, entities: [...writer.written], xid: writer.xid });
+      return result;
     } catch (err) {
       if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as DatabaseError)?.code ?? "")) {
         await backoff(attempt);
@@ -199,9 +225,11 @@ export async function write<T>(pool: Pool, shopId: string, locks: Locks, fn: (w:
 }
 
 /** Creates one entity in a single statement (its own transaction): no lock, its id is new. */
-export async function createOne<R extends BaseRow>(pool: Pool, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
+export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
   const { row, change } = prepareInsert(def, shopId, data, new Date());
-  return (await runWrite(pool, def, insertWithChange(def, shopId, row, change)))!;
+  const created = (await runWrite(ctx.pool, def, insertWithChange(def, shopId, row, change)))!;
+  ctx.onCommit?.({ shopId, entities: [def.name], xid: created.feed_xid });
+  return created;
 }
 
 /** What `updateOne`'s callback returns to delete the entity instead of patching it. */
@@ -214,21 +242,24 @@ export const REMOVE = Symbol("remove");
  * patch; `undefined` from it means "nothing to do" and returns the row as is.
  */
 export async function updateOne<R extends BaseRow>(
-  pool: Pool,
+  ctx: WriteContext,
   shopId: string,
   def: EntityDef<R>,
   id: string,
   compute: (old: R | undefined) => Partial<R> | typeof REMOVE | undefined,
 ): Promise<R> {
   for (let attempt = 1; ; attempt++) {
-    const old = (await pool.query<R>(selectOne(def, shopId, id))).rows[0];
+    const old = (await ctx.pool.query<R>(selectOne(def, shopId, id))).rows[0];
     const patch = compute(old);
     if (patch === undefined || !old) return old as R;
     const u = patch === REMOVE ? prepareRemove(def, old, new Date()) : prepareUpdate(def, old, patch, new Date());
     if (!u) return old;
     const guard: Guard = { lockKey: lockKey(def.name, id), seq: old.feed_seq };
-    const row = await runWrite(pool, def, updateWithChange(def, shopId, id, u.set, u.change, guard));
-    if (row) return row;
+    const row = await runWrite(ctx.pool, def, updateWithChange(def, shopId, id, u.set, u.change, guard));
+    if (row) {
+      ctx.onCommit?.({ shopId, entities: [def.name], xid: row.feed_xid });
+      return row;
+    }
     if (attempt >= 50) throw new Error(`${def.name} ${id}: gave up after ${attempt} concurrent-update retries`);
     await backoff(Math.min(attempt, 5));
   }

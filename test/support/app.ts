@@ -6,7 +6,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { type App, startApp } from "../../src/app.ts";
+import { type App, type AppDeps, startApp } from "../../src/app.ts";
 import { createApiKey, createShop } from "../../src/auth/api-keys.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -52,14 +52,14 @@ export function testConfig(dbUrl: string, overrides: Partial<Config> = {}): Conf
   return { ...loadConfig({}), port: 0, host: "127.0.0.1", databaseUrl: dbUrl, dbPoolSize: 10, logLevel: "silent", ...overrides };
 }
 
-export function useApp(overrides: Partial<Config> = {}): TestApp {
+export function useApp(overrides: Partial<Config> = {}, deps: AppDeps = {}): TestApp {
   const handle = {} as TestApp;
   let failed = false;
   let shops = 0;
   beforeAll(async () => {
     handle.dbUrl = await createTestDatabase();
     const config = testConfig(handle.dbUrl, overrides);
-    handle.app = await startApp(config, createLogger(process.env.TEST_LOG_LEVEL ?? "silent"));
+    handle.app = await startApp(config, createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), deps);
     handle.shop = async (name = `shop ${++shops}`) => {
       const shop = await createShop(handle.app.pool, name);
       const { key } = await createApiKey(handle.app.pool, shop.id, "test");

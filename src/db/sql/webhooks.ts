@@ -1,0 +1,208 @@
+/** SQL for webhooks: their settings, and their delivery position, batch, state and lease. */
+import type { Query } from "./query.ts";
+
+export interface WebhookRow {
+  id: string;
+  shop_id: string;
+  url: string;
+  entities: string[];
+  fields: string[];
+  metadata: string;
+  headers: Array<{ name: string; value: string }>;
+  description: string;
+  secret: string;
+  active: boolean;
+  created_at: Date;
+  updated_at: Date;
+  cursor_xid: string;
+  cursor_seq: string;
+  batch_id: string | null;
+  batch_end_xid: string | null;
+  batch_end_seq: string | null;
+  state: "ok" | "retry" | "stop";
+  attempts: number;
+  failing_since: Date | null;
+  next_attempt_at: Date | null;
+  last_sent_at: Date | null;
+  last_error: LastError | null;
+  lease_owner: string | null;
+  lease_until: Date | null;
+}
+
+export interface LastError {
+  error: string;
+  resp_status: number;
+  resp_body: string;
+  retried: number;
+  sent_at: string;
+}
+
+export interface NewWebhook {
+  id: string;
+  url: string;
+  entities: string[];
+  fields: string[];
+  metadata: string;
+  headers: Array<{ name: string; value: string }>;
+  description: string;
+  secret: string;
+  now: Date;
+  /** Start after this position; undefined: at the current horizon (changes committed from now on). */
+  after?: [string, string];
+}
+
+/** Serialises webhook creation per shop, so the per-shop cap holds under concurrent creates. */
+export const lockShopWebhooks = (shopId: string): Query => ({
+  text: "SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || $1::text, 0))",
+  values: [shopId],
+});
+
+export const countWebhooks = (shopId: string): Query => ({
+  text: "SELECT count(*)::int AS n FROM webhooks WHERE shop_id = $1",
+  values: [shopId],
+});
+
+export const insertWebhook = (shopId: string, w: NewWebhook): Query => ({
+  text: `INSERT INTO webhooks (id, shop_id, url, entities, fields, metadata, headers, description, secret, created_at, updated_at, cursor_xid, cursor_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10,
+                 coalesce($11::xid8, pg_snapshot_xmin(pg_current_snapshot())), coalesce($12::bigint, 0))
+         RETURNING *`,
+  values: [w.id, shopId, w.url, w.entities, w.fields, w.metadata, JSON.stringify(w.headers), w.description, w.secret, w.now, w.after?.[0] ?? null, w.after?.[1] ?? null],
+});
+
+export const listWebhooks = (shopId: string): Query => ({
+  text: "SELECT * FROM webhooks WHERE shop_id = $1 ORDER BY id",
+  values: [shopId],
+});
+
+export const getWebhook = (shopId: string, id: string): Query => ({
+  text: "SELECT * FROM webhooks WHERE shop_id = $1 AND id = $2",
+  values: [shopId, id],
+});
+
+export const deleteWebhook = (shopId: string, id: string): Query => ({
+  text: "DELETE FROM webhooks WHERE shop_id = $1 AND id = $2 RETURNING id",
+  values: [shopId, id],
+});
+
+/** A shop's webhooks that deliver (active, not stopped), with their entities: who to wake after a write. */
+export const webhooksOfShop = (shopId: string): Query => ({
+  text: "SELECT id, entities FROM webhooks WHERE shop_id = $1 AND active AND state <> 'stop'",
+  values: [shopId],
+});
+
+// --- delivery --------------------------------------------------------------------------
+
+
+/** Takes (or renews) the webhook's lease for `owner`; no row when another owner holds it. */
+export const acquireLease = (id: string, owner: string, ttlSeconds: number): Query => ({
+  text: `UPDATE webhooks SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
+          WHERE id = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+          RETURNING *`,
+  values: [id, owner, ttlSeconds],
+});
+
+/**
+ * Releases the lease and says whether deliverable changes arrived meanwhile: a wake-up that
+ * found the lease taken just before this release is then not lost.
+ */
+export const releaseLease = (id: string, owner: string): Query => ({
+  text: `UPDATE webhooks w SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2
+         RETURNING w.state = 'ok' AND w.active AND EXISTS (
+           SELECT 1 FROM changes c
+            WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
+              AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND c.entity = ANY(w.entities)) AS more`,
+  values: [id, owner],
+});
+
+export interface BatchChangeRow {
+  horizon: string;
+  id: string | null;
+  xid: string;
+  entity: string;
+  entity_id: string;
+  change_type: string;
+  time: Date;
+  latest: string;
+  changed: string | null;
+}
+
+/**
+ * The next changes for a webhook after its cursor (and, for a batch already started, up to its
+ * end), below the horizon (docs/change-feed.md), with the horizon itself on every row.
+ */
+export function batchChanges(w: WebhookRow, limit: number): Query {
+  const values: unknown[] = [w.shop_id, w.cursor_xid, w.cursor_seq, w.entities, limit];
+  let end = "";
+  if (w.batch_end_xid !== null) {
+    values.push(w.batch_end_xid, w.batch_end_seq);
+    end = "AND (c.xid, c.id) <= ($6::xid8, $7::bigint)";
+  }
+  return {
+    text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
+SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
+  SELECT c.id, c.xid::text AS xid, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
+    FROM changes c
+   WHERE c.shop_id = $1 AND (c.xid, c.id) > ($2::xid8, $3::bigint) AND c.xid < h.horizon AND c.entity = ANY($4::text[]) ${end}
+   ORDER BY c.xid, c.id LIMIT $5
+) r ON true`,
+    values,
+  };
+}
+
+/** Fixes a new batch (callback id and end) before its first attempt. */
+export const startBatch = (id: string, owner: string, batchId: string, endXid: string, endSeq: string): Query => ({
+  text: `UPDATE webhooks SET batch_id = $3, batch_end_xid = $4, batch_end_seq = $5
+          WHERE id = $1 AND lease_owner = $2 RETURNING id`,
+  values: [id, owner, batchId, endXid, endSeq],
+});
+
+/** Moves the cursor past changes that did not match the webhook (nothing to send). */
+export const skipTo = (id: string, owner: string, xid: string, seq: string): Query => ({
+  text: `UPDATE webhooks SET cursor_xid = $3, cursor_seq = $4
+          WHERE id = $1 AND lease_owner = $2 AND batch_id IS NULL AND (cursor_xid, cursor_seq) < ($3::xid8, $4::bigint)
+          RETURNING id`,
+  values: [id, owner, xid, seq],
+});
+
+/** A batch was accepted: the cursor moves to its end, the failure streak ends, the lease is renewed. */
+export const batchDelivered = (id: string, owner: string, sentAt: Date, ttlSeconds: number): Query => ({
+  text: `UPDATE webhooks SET cursor_xid = batch_end_xid, cursor_seq = batch_end_seq,
+                batch_id = NULL, batch_end_xid = NULL, batch_end_seq = NULL,
+                state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = $3,
+                lease_until = now() + make_interval(secs => $4)
+          WHERE id = $1 AND lease_owner = $2 AND batch_id IS NOT NULL
+          RETURNING *`,
+  values: [id, owner, sentAt, ttlSeconds],
+});
+
+/** A batch attempt failed: record it and when to try again (or stop); the lease is released. */
+export const batchFailed = (
+  id: string,
+  owner: string,
+  f: { state: "retry" | "stop"; attempts: number; failingSince: Date; nextAttemptAt: Date | null; sentAt: Date; lastError: LastError },
+): Query => ({
+  text: `UPDATE webhooks SET state = $3, attempts = $4, failing_since = $5, next_attempt_at = $6, last_sent_at = $7, last_error = $8,
+                lease_owner = NULL, lease_until = NULL
+          WHERE id = $1 AND lease_owner = $2
+          RETURNING *`,
+  values: [id, owner, f.state, f.attempts, f.failingSince, f.nextAttemptAt, f.sentAt, JSON.stringify(f.lastError)],
+});
+
+/**
+ * Webhooks that need a turn and nobody is delivering: a due retry, or (state ok) deliverable
+ * changes after the cursor. The safety net behind wake-ups (lost after a crash, or never sent
+ * because a change became deliverable only when some other transaction finished).
+ */
+export const sweep = (now: Date, limit: number): Query => ({
+  text: `SELECT w.id FROM webhooks w
+          WHERE w.active AND w.state <> 'stop' AND (w.lease_until IS NULL OR w.lease_until < now())
+            AND CASE WHEN w.state = 'retry' THEN w.next_attempt_at <= $1
+                     ELSE w.batch_id IS NOT NULL OR EXISTS (
+                       SELECT 1 FROM changes c
+                        WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
+                          AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND c.entity = ANY(w.entities))
+                END
+          LIMIT $2`,
+  values: [now, limit],
+});

@@ -1,0 +1,166 @@
+/**
+ * The delivery engine: how webhooks get their turns.
+ *
+ * - A committed write signals its shop, entities and transaction id. Once every older
+ *   transaction has finished (the change is below the feed's horizon), the shop's matching
+ *   webhooks get a wake-up job.
+ * - Wake-ups are pg-boss jobs on a notify queue (policy "short": at most one waiting wake-up per
+ *   webhook, so bursts collapse). Any instance's worker may take them; it hands each webhook to
+ *   its Deliverer and completes the jobs at once, so a slow endpoint never holds a batch of jobs.
+ * - A failed batch schedules a delayed wake-up (startAfter = next attempt) under its own key.
+ * - A sweep (every `sweepIntervalMs`) wakes webhooks with undelivered changes or a due retry that
+ *   nobody is delivering: the safety net after crashes, and the path tests use with a hand-moved clock.
+ *
+ * Wake-ups are only hints: the webhook row (cursor, batch, lease) is the truth. See docs/delivery.md.
+ */
+import { randomUUID } from "node:crypto";
+import os from "node:os";
+import type { PgBoss } from "pg-boss";
+import type { AppContext } from "../context.ts";
+import * as sql from "../db/sql/webhooks.ts";
+import type { Committed } from "../store/write.ts";
+import { Deliverer } from "./deliverer.ts";
+import { HttpSender } from "./http-sender.ts";
+import { AddressPolicy } from "./ssrf.ts";
+import { USER_AGENT } from "./deliverer.ts";
+
+export const WAKE_QUEUE = "webhook-wake";
+const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
+/** Waits before re-checking a change that is not yet below the horizon. */
+const HORIZON_BACKOFF_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+interface ShopHooks {
+  hooks: Array<{ id: string; entities: string[] }>;
+  at: number;
+}
+
+export class DeliveryEngine {
+  readonly deliverer: Deliverer;
+  readonly sender: HttpSender;
+  private readonly ctx: AppContext;
+  private readonly boss: PgBoss;
+  private pending = new Map<string, { entities: Set<string>; xid: bigint }>();
+  private flushing: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private backoff = 0;
+  private readonly hooksByShop = new Map<string, ShopHooks>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  private constructor(ctx: AppContext, boss: PgBoss, policy: AddressPolicy) {
+    this.ctx = ctx;
+    this.boss = boss;
+    this.sender = new HttpSender(policy, { timeoutMs: ctx.config.deliveryTimeoutMs, userAgent: USER_AGENT });
+    this.deliverer = new Deliverer({
+      pool: ctx.pool,
+      log: ctx.log,
+      clock: ctx.clock,
+      config: ctx.config,
+      sender: this.sender,
+      ids: ctx.ids,
+      owner: `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      schedule: (id, at) => this.schedule([id], at),
+    });
+  }
+
+  static async start(ctx: AppContext, boss: PgBoss, policy: AddressPolicy): Promise<DeliveryEngine> {
+    const engine = new DeliveryEngine(ctx, boss, policy);
+    await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
+    await boss.work<{ webhookId: string }>(
+      WAKE_QUEUE,
+      { batchSize: 100, localConcurrency: 2, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 },
+      async (jobs) => {
+        for (const job of jobs) engine.deliverer.wake(job.data.webhookId);
+      },
+    );
+    engine.sweepTimer = setInterval(() => void engine.sweep().catch((err: unknown) => ctx.log.warn({ err }, "sweep failed")), ctx.config.sweepIntervalMs);
+    engine.sweepTimer.unref();
+    void engine.sweep().catch(() => undefined);
+    return engine;
+  }
+
+  /** Durable wake-ups for webhooks, now or at `at`. */
+  async schedule(ids: string[], at?: Date): Promise<void> {
+    if (!ids.length || this.stopped) return;
+    const jobs = ids.map((id) => (at ? { data: { webhookId: id }, singletonKey: `${id}:retry`, startAfter: at } : { data: { webhookId: id }, singletonKey: id }));
+    await this.boss.insert(WAKE_QUEUE, jobs);
+  }
+
+  /** Forgets cached subscriptions of a shop (its webhooks changed). */
+  invalidate(shopId: string): void {
+    this.hooksByShop.delete(shopId);
+  }
+
+  /** A write committed: its webhooks get a wake-up once it is below the horizon. */
+  committed(c: Committed): void {
+    const p = this.pending.get(c.shopId);
+    const xid = BigInt(c.xid);
+    if (p) {
+      for (const e of c.entities) p.entities.add(e);
+      if (xid > p.xid) p.xid = xid;
+    } else this.pending.set(c.shopId, { entities: new Set(c.entities), xid });
+    if (!this.flushing && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 0);
+  }
+
+  private flush() {
+    this.flushTimer = undefined;
+    this.flushing = this.flushOnce()
+      .catch((err: unknown) => this.ctx.log.warn({ err }, "wake-up dispatch failed; the sweep will catch up"))
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.pending.size && !this.stopped) {
+          this.flushTimer = setTimeout(() => this.flush(), HORIZON_BACKOFF_MS[Math.min(this.backoff++, HORIZON_BACKOFF_MS.length - 1)]);
+        }
+      });
+  }
+
+  private async flushOnce() {
+    const batch = this.pending;
+    this.pending = new Map();
+    const horizon = BigInt((await this.ctx.pool.query<{ horizon: string }>(HORIZON)).rows[0]!.horizon);
+    const ids: string[] = [];
+    let waiting = false;
+    for (const [shopId, p] of batch) {
+      if (p.xid >= horizon) {
+        // An older transaction is still open: wait until this change is deliverable.
+        const again = this.pending.get(shopId);
+        if (again) {
+          for (const e of p.entities) again.entities.add(e);
+          if (p.xid > again.xid) again.xid = p.xid;
+        } else this.pending.set(shopId, p);
+        waiting = true;
+        continue;
+      }
+      for (const h of (await this.hooks(shopId)).hooks) if (h.entities.some((e) => p.entities.has(e))) ids.push(h.id);
+    }
+    if (!waiting) this.backoff = 0;
+    await this.schedule(ids);
+  }
+
+  private async hooks(shopId: string): Promise<ShopHooks> {
+    const cached = this.hooksByShop.get(shopId);
+    if (cached && Date.now() - cached.at < 2_000) return cached;
+    const { rows } = await this.ctx.pool.query<{ id: string; entities: string[] }>(sql.webhooksOfShop(shopId));
+    const fresh = { hooks: rows, at: Date.now() };
+    this.hooksByShop.set(shopId, fresh);
+    return fresh;
+  }
+
+  /** Wakes every webhook that has work nobody is doing; returns how many. */
+  async sweep(): Promise<number> {
+    if (this.stopped) return 0;
+    const { rows } = await this.ctx.pool.query<{ id: string }>(sql.sweep(this.ctx.clock.now(), 10_000));
+    for (const r of rows) this.deliverer.wake(r.id);
+    return rows.length;
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweepTimer);
+    clearTimeout(this.flushTimer);
+    await this.flushing;
+    await this.boss.offWork(WAKE_QUEUE).catch(() => undefined);
+    await this.deliverer.stop(timeoutMs);
+    await this.sender.close();
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * Standard Webhooks v1 signatures (https://www.standardwebhooks.com): HMAC-SHA256 over
+ * `${webhook-id}.${webhook-timestamp}.${body}` with the secret's bytes (base64 after "whsec_"),
+ * sent as `webhook-signature: v1,<base64>`; several space-separated during a secret rotation.
+ */
+import { createHmac, randomBytes } from "node:crypto";
+
+const PREFIX = "whsec_";
+
+/** A new secret: "whsec_" + base64 of 24 random bytes (192 bits). */
+export function newSecret(): string {
+  return PREFIX + randomBytes(24).toString("base64");
+}
+
+export function sign(secret: string, id: string, timestampSec: number, body: string): string {
+  const key = Buffer.from(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret, "base64");
+  return "v1," + createHmac("sha256", key).update(`${id}.${timestampSec}.${body}`).digest("base64");
+}
+
+/** The three Standard Webhooks headers for one request, signed with every given secret. */
+export function signatureHeaders(secrets: string[], id: string, timestampSec: number, body: string): Record<string, string> {
+  return {
+    "webhook-id": id,
+    "webhook-timestamp": String(timestampSec),
+    "webhook-signature": secrets.map((s) => sign(s, id, timestampSec, body)).join(" "),
+  };
+}
