@@ -33,3 +33,11 @@ CREATE TABLE webhooks (
   lease_until   timestamptz
 );
 CREATE INDEX webhooks_shop ON webhooks (shop_id, id);
+
+-- Delivery engines alive now: each heartbeats every few seconds. A lease whose owner stopped
+-- heartbeating (killed, frozen) can be taken over before it runs out.
+CREATE TABLE delivery_instances (
+  owner        text PRIMARY KEY,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now()
+);

@@ -202,7 +202,7 @@ describe("delivery", () => {
     cases.push(["http://127.0.0.1:1/hook", "connection refused"]);
     const redirect = await receiver(() => ({ status: 302, headers: { location: "http://127.0.0.1:1/" } }));
     cases.push([redirect.url, "unexpected status: 302"]);
-    const hooks = [];
+    const hooks: Array<{ id: string }> = [];
     for (const [url] of cases) hooks.push(await hook(shop, url, ["product"]));
     await shop.client(Product).createProduct({ name: "x" });
     for (const [i, [, error]] of cases.entries()) {

@@ -45,7 +45,10 @@ export class DeliveryEngine {
   private backoff = 0;
   private readonly hooksByShop = new Map<string, ShopHooks>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** This engine's name in leases and in delivery_instances. */
+  readonly owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   private constructor(ctx: AppContext, boss: PgBoss, policy: AddressPolicy) {
     this.ctx = ctx;
@@ -58,13 +61,18 @@ export class DeliveryEngine {
       config: ctx.config,
       sender: this.sender,
       ids: ctx.ids,
-      owner: `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      owner: this.owner,
       schedule: (id, at) => this.schedule([id], at),
     });
   }
 
   static async start(ctx: AppContext, boss: PgBoss, policy: AddressPolicy): Promise<DeliveryEngine> {
     const engine = new DeliveryEngine(ctx, boss, policy);
+    // Alive from now on: our leases hold while we heartbeat (every 2 s), and die with us.
+    await ctx.pool.query(sql.heartbeat(engine.owner));
+    await ctx.pool.query(sql.pruneInstances());
+    engine.heartbeatTimer = setInterval(() => void ctx.pool.query(sql.heartbeat(engine.owner)).catch((err: unknown) => ctx.log.warn({ err }, "heartbeat failed")), 2_000);
+    engine.heartbeatTimer.unref();
     await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
     await boss.work<{ webhookId: string }>(
       WAKE_QUEUE,
@@ -161,6 +169,8 @@ export class DeliveryEngine {
     await this.flushing;
     await this.boss.offWork(WAKE_QUEUE).catch(() => undefined);
     await this.deliverer.stop(timeoutMs);
+    clearInterval(this.heartbeatTimer);
+    await this.ctx.pool.query(sql.forgetInstance(this.owner)).catch(() => undefined);
     await this.sender.close();
   }
 }

@@ -94,10 +94,28 @@ export const webhooksOfShop = (shopId: string): Query => ({
 // --- delivery --------------------------------------------------------------------------
 
 
-/** Takes (or renews) the webhook's lease for `owner`; no row when another owner holds it. */
+/** Seconds without a heartbeat after which an engine counts as dead and its leases as free. */
+export const DEAD_AFTER_SECONDS = 6;
+
+export const heartbeat = (owner: string): Query => ({
+  text: `INSERT INTO delivery_instances (owner) VALUES ($1)
+         ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now()`,
+  values: [owner],
+});
+
+export const forgetInstance = (owner: string): Query => ({ text: "DELETE FROM delivery_instances WHERE owner = $1", values: [owner] });
+
+/** Engines that stopped heartbeating long ago (their leases are already free). */
+export const pruneInstances = (): Query => ({ text: "DELETE FROM delivery_instances WHERE heartbeat_at < now() - interval '1 hour'", values: [] });
+
+/** A lease is free when unset, run out, ours, or held by an engine that stopped heartbeating. */
+const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXISTS (
+  SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner AND i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})))`;
+
+/** Takes (or renews) the webhook's lease for `owner`; no row when another live owner holds it. */
 export const acquireLease = (id: string, owner: string, ttlSeconds: number): Query => ({
-  text: `UPDATE webhooks SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
-          WHERE id = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+  text: `UPDATE webhooks w SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
+          WHERE w.id = $1 AND (w.lease_owner = $2 OR ${LEASE_FREE})
           RETURNING *`,
   values: [id, owner, ttlSeconds],
 });
@@ -196,7 +214,7 @@ export const batchFailed = (
  */
 export const sweep = (now: Date, limit: number): Query => ({
   text: `SELECT w.id FROM webhooks w
-          WHERE w.active AND w.state <> 'stop' AND (w.lease_until IS NULL OR w.lease_until < now())
+          WHERE w.active AND w.state <> 'stop' AND ${LEASE_FREE}
             AND CASE WHEN w.state = 'retry' THEN w.next_attempt_at <= $1
                      ELSE w.batch_id IS NOT NULL OR EXISTS (
                        SELECT 1 FROM changes c
