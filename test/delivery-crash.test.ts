@@ -73,7 +73,11 @@ it("SIGKILL during a burst, restart, repeat: every change arrives at least once,
 
   const firstSeen: string[] = [];
   const seen = new Set<string>();
-  for (const id of receiver.changeIds()) if (!seen.has(id)) seen.add(id), firstSeen.push(id);
+  for (const id of receiver.changeIds()) {
+    if (seen.has(id)) continue;
+    seen.add(id);
+    firstSeen.push(id);
+  }
   expect(firstSeen).toEqual(feed);
   // Repeats are whole batches resent with the same callback id and the same body.
   const byCallback = new Map<string, string>();
