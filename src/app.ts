@@ -58,7 +58,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     const policy = new AddressPolicy(config.webhookAllowPrivate);
     boss = await startBoss(ctx, db.url);
     if (config.deliveryEnabled) {
-      const engine = await DeliveryEngine.start(ctx, boss, policy);
+      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, policy);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
       ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);

@@ -17,6 +17,8 @@ export interface Config {
   embeddedPort: number;
   /** Connections in the service's pool. `SHOPHOOK_DB_POOL_SIZE`, default 20. */
   dbPoolSize: number;
+  /** Connections for delivery bookkeeping. `SHOPHOOK_DELIVERY_POOL_SIZE`, default 10. */
+  deliveryPoolSize: number;
   /** Largest request body accepted, in bytes. `SHOPHOOK_BODY_LIMIT_BYTES`, default 1 MiB. */
   bodyLimitBytes: number;
   /** pino log level. `LOG_LEVEL`, default info. */
@@ -99,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedDataDir: path.resolve(str(env, "SHOPHOOK_DATA_DIR", path.join(projectRoot, ".data", "postgres"))),
     embeddedPort: int(env, "SHOPHOOK_EMBEDDED_PG_PORT", 54329, 1, 65535),
     dbPoolSize: int(env, "SHOPHOOK_DB_POOL_SIZE", 20, 2, 1000),
+    deliveryPoolSize: int(env, "SHOPHOOK_DELIVERY_POOL_SIZE", 10, 2, 1000),
     bodyLimitBytes: int(env, "SHOPHOOK_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
     logLevel,
     shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),

@@ -6,7 +6,10 @@ import { createPool, type Pool } from "./pool.ts";
 
 export interface Database {
   url: string;
+  /** Shop data, API keys, webhooks: every commit durable. */
   pool: Pool;
+  /** Delivery bookkeeping (cursors, batches, leases): commits without waiting for the WAL flush. */
+  deliveryPool: Pool;
   close(): Promise<void>;
 }
 
@@ -21,11 +24,14 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     stopEmbedded = pg.stop;
   }
   const pool = createPool(url, config.dbPoolSize);
+  const deliveryPool = createPool(url, config.deliveryPoolSize, { synchronousCommit: false });
   return {
     url,
     pool,
+    deliveryPool,
     close: async () => {
       await pool.end();
+      await deliveryPool.end();
       await stopEmbedded();
     },
   };

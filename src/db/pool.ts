@@ -22,7 +22,16 @@ const types = {
     oid === TIMESTAMPTZ_OID && format !== "binary" ? parseTimestamptz : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-export function createPool(url: string, max: number): Pool {
+export interface PoolOptions {
+  /**
+   * false: commits do not wait for the WAL flush (synchronous_commit=off). Only for writes whose
+   * loss in a PostgreSQL crash is harmless: delivery bookkeeping (a lost cursor move means a batch
+   * is sent again, which at-least-once allows). Never for shop data.
+   */
+  synchronousCommit?: boolean;
+}
+
+export function createPool(url: string, max: number, opts: PoolOptions = {}): Pool {
   // int8 stays a string (pg's default): ids are int64 and must not lose precision.
   const pool = new pg.Pool({
     connectionString: url,
@@ -30,7 +39,7 @@ export function createPool(url: string, max: number): Pool {
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
     // UTC sessions: timestamps read back in the form parseTimestamptz expects.
-    options: "-c TimeZone=UTC",
+    options: opts.synchronousCommit === false ? "-c TimeZone=UTC -c synchronous_commit=off" : "-c TimeZone=UTC",
     types,
   });
   // An idle client's error (server restart, network cut) must not crash the process: the pool drops it.

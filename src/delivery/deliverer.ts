@@ -16,6 +16,7 @@ import * as sql from "../db/sql/webhooks.ts";
 import type { Logger } from "../logger.ts";
 import { version } from "../version.ts";
 import { buildBody } from "./batch.ts";
+import { DeliveryStore } from "./delivery-store.ts";
 import type { HttpSender, SendResult } from "./http-sender.ts";
 import { afterFailure } from "./retry-schedule.ts";
 import { signatureHeaders } from "./signing.ts";
@@ -33,6 +34,15 @@ export interface DelivererDeps {
   schedule(webhookId: string, at?: Date): Promise<void>;
 }
 
+/** A batch ready to send: its callback id, the end of its range, its body and changes. */
+interface Batch {
+  id: string;
+  endXid: string;
+  endSeq: string;
+  body: string;
+  changes: sql.BatchChangeRow[];
+}
+
 /** Batches one turn sends before yielding its slot to other webhooks. */
 const BATCHES_PER_TURN = 20;
 export const USER_AGENT = `shophook/${version} (+https://github.com/shophook/shophook)`;
@@ -45,11 +55,12 @@ export class Deliverer {
   private readonly waiting: string[] = [];
   private readonly waitingSet = new Set<string>();
   private stopping = false;
-  private readonly leaseSeconds: number;
+  private readonly store: DeliveryStore;
 
   constructor(deps: DelivererDeps) {
     this.deps = deps;
-    this.leaseSeconds = Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30;
+    // A lease outlives the longest request; a dead holder's is taken over sooner (heartbeat).
+    this.store = new DeliveryStore(deps.pool, deps.owner, Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30);
   }
 
   /** Requests a turn for a webhook; cheap and idempotent. */
@@ -97,82 +108,103 @@ export class Deliverer {
 
   private async turn(id: string): Promise<void> {
     const { pool, owner } = this.deps;
-    let w = (await pool.query<sql.WebhookRow>(sql.acquireLease(id, owner, this.leaseSeconds))).rows[0];
+    const leased = await this.store.acquire.call(id);
     // Another sender holds it (and its release will see what woke us), or it is gone.
-    if (!w) return;
+    if (!leased) return;
+    let w: sql.WebhookRow = leased;
     let released = false;
     try {
-      for (let n = 0; n < BATCHES_PER_TURN && !this.stopping; n++) {
-        if (!w.active || w.state === "stop") return;
-        if (w.state === "retry" && w.next_attempt_at && w.next_attempt_at > this.deps.clock.now()) return;
-        const next = await this.deliverOne(w);
-        if (next === "failed") {
+      if (!w.active || w.state === "stop") return;
+      if (w.state === "retry" && w.next_attempt_at && w.next_attempt_at > this.deps.clock.now()) return;
+      let batch: Batch;
+      if (w.batch_id !== null) batch = await this.pending(w);
+      else {
+        const first = await this.cut(w, w.cursor_xid, w.cursor_seq);
+        if (first.skip) await pool.query(sql.skipTo(w.id, owner, first.skip[0], first.skip[1]));
+        if (!first.batch) return;
+        batch = first.batch;
+        await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq });
+      }
+      for (let n = 1; ; n++) {
+        const result = await this.send(w, batch);
+        if (!result.ok) {
+          await this.failed(w, result);
           released = true; // batchFailed released the lease
           return;
         }
-        if (next === "idle") return;
-        w = next;
+        // Read and fix the next batch before recording this one: one statement records both.
+        const more = n < BATCHES_PER_TURN && !this.stopping;
+        const next: { batch?: Batch; skip?: [string, string] } = more ? await this.cut(w, batch.endXid, batch.endSeq) : {};
+        const row = await this.store.delivered.call({ id: w.id, sentAt: this.deps.clock.now(), next: next.batch, skip: next.skip });
+        if (!row) return; // lease lost (deleted, or taken over after a stall): stop quietly
+        w = row;
+        if (!next.batch) {
+          // Budget spent with work maybe left: queue behind the others (release checks too).
+          if (!more && !this.stopping) this.again.add(id);
+          return;
+        }
+        batch = next.batch;
       }
-      // Budget spent with work left: queue behind the others.
-      if (!this.stopping) this.again.add(id);
     } finally {
       if (!released) {
-        const { rows } = await pool.query<{ more: boolean }>(sql.releaseLease(id, owner)).catch(() => ({ rows: [] as Array<{ more: boolean }> }));
-        if (rows[0]?.more && !this.stopping) this.again.add(id);
+        const more = await this.store.release.call(id).catch(() => false);
+        if (more && !this.stopping) this.again.add(id);
       }
     }
   }
 
-  /** Sends the webhook's next batch. Returns the updated row, "idle" with nothing to send, or "failed". */
-  private async deliverOne(w: sql.WebhookRow): Promise<sql.WebhookRow | "idle" | "failed"> {
-    const { pool, owner, config } = this.deps;
-    const { rows } = await pool.query<sql.BatchChangeRow>(sql.batchChanges(w, config.batchMaxChanges));
-    const horizon = rows[0]!.horizon;
-    const changes = rows.filter((r) => r.id !== null);
-    let batchId = w.batch_id;
-    let count: number;
-    let body: string;
-    if (batchId === null) {
-      if (!changes.length) {
-        // Nothing matched below the horizon: move past what was read so later scans start there.
-        if (BigInt(horizon) > BigInt(w.cursor_xid)) await pool.query(sql.skipTo(w.id, owner, horizon, "0"));
-        return "idle";
-      }
-      batchId = await this.deps.ids.next();
-      ({ body, count } = buildBody(batchId, changes, config.batchMaxBytes));
-      // A short page that fits whole covers everything below the horizon: end the batch there.
-      const whole = count === changes.length && changes.length < config.batchMaxChanges;
-      const last = changes[count - 1]!;
-      const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
-      await pool.query(sql.startBatch(w.id, owner, batchId, endXid, endSeq));
-    } else {
-      ({ body, count } = buildBody(batchId, changes, Number.MAX_SAFE_INTEGER));
-    }
-    const sent = changes.slice(0, count);
-    let result: SendResult;
-    if (sent.length === 0) {
-      // The stored batch no longer matches anything (the webhook's entities changed): nothing to send.
-      result = { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
-    } else {
-      const events = [...new Set(sent.map((c) => c.entity))].join(",");
-      const headers = {
-        ...Object.fromEntries(w.headers.map((h) => [h.name, h.value])),
-        ...signatureHeaders([w.secret], batchId, Math.floor(Date.now() / 1000), body),
-        "x-shophook-event": events,
-        "x-shophook-webhook-id": w.id,
-      };
-      result = await this.deps.sender.post(w.url, headers, body);
-    }
+  /**
+   * Reads what follows position (xid, seq) for the webhook and cuts the next batch (by count and
+   * bytes). With nothing to send, says how far the cursor may skip (to the horizon).
+   */
+  private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string] }> {
+    const { config } = this.deps;
+    const { horizon, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges });
+    if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
+    const id = await this.deps.ids.next();
+    const { body, count } = buildBody(id, changes, config.batchMaxBytes);
+    // A short page that fits whole covers everything below the horizon: end the batch there.
+    const whole = count === changes.length && changes.length < config.batchMaxChanges;
+    const last = changes[count - 1]!;
+    const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
+    return { batch: { id, endXid, endSeq, body, changes: changes.slice(0, count) } };
+  }
+
+  /** The stored batch of a webhook, re-read exactly (same id, same range). */
+  private async pending(w: sql.WebhookRow): Promise<Batch> {
+    const { changes } = await this.store.next.call({
+      webhookId: w.id,
+      shopId: w.shop_id,
+      fromXid: w.cursor_xid,
+      fromSeq: w.cursor_seq,
+      endXid: w.batch_end_xid,
+      endSeq: w.batch_end_seq,
+      limit: this.deps.config.batchMaxChanges,
+    });
+    const { body } = buildBody(w.batch_id!, changes, Number.MAX_SAFE_INTEGER);
+    return { id: w.batch_id!, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, body, changes };
+  }
+
+  private async send(w: sql.WebhookRow, batch: Batch): Promise<SendResult> {
+    // A stored batch can match nothing any more (the webhook's entities changed): nothing to send.
+    if (!batch.changes.length) return { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
+    const headers = {
+      ...Object.fromEntries(w.headers.map((h) => [h.name, h.value])),
+      ...signatureHeaders([w.secret], batch.id, Math.floor(Date.now() / 1000), batch.body),
+      "x-shophook-event": [...new Set(batch.changes.map((c) => c.entity))].join(","),
+      "x-shophook-webhook-id": w.id,
+    };
+    return this.deps.sender.post(w.url, headers, batch.body);
+  }
+
+  /** Records a failed attempt: retry at the next step of the schedule, or stop after the window. */
+  private async failed(w: sql.WebhookRow, result: SendResult): Promise<void> {
     const now = this.deps.clock.now();
-    if (result.ok) {
-      const row = (await pool.query<sql.WebhookRow>(sql.batchDelivered(w.id, owner, now, this.leaseSeconds))).rows[0];
-      return row ?? "idle";
-    }
     const failures = w.attempts + 1;
     const failingSince = w.failing_since ?? now;
-    const next = afterFailure(failures, failingSince, now, config);
-    await pool.query(
-      sql.batchFailed(w.id, owner, {
+    const next = afterFailure(failures, failingSince, now, this.deps.config);
+    await this.deps.pool.query(
+      sql.batchFailed(w.id, this.deps.owner, {
         state: next.state,
         attempts: failures,
         failingSince,
@@ -183,6 +215,5 @@ export class Deliverer {
     );
     this.deps.log.info({ webhookId: w.id, error: result.error, status: result.status, failures, state: next.state }, "delivery failed");
     if (next.state === "retry") await this.deps.schedule(w.id, next.at);
-    return "failed";
   }
 }

@@ -9,7 +9,8 @@ import { pruneExpired } from "./prune.ts";
 export const PRUNE_QUEUE = "prune-expired";
 
 export async function startBoss(ctx: AppContext, url: string): Promise<PgBoss> {
-  const boss = new PgBoss({ connectionString: url, max: 4, schema: "pgboss" });
+  // LISTEN/NOTIFY wakes workers of notify queues within milliseconds (polling alone: 0.5 s).
+  const boss = new PgBoss({ connectionString: url, max: 4, schema: "pgboss", useListenNotify: true });
   boss.on("error", (err: unknown) => ctx.log.error({ err }, "pg-boss error"));
   await boss.start();
   await boss.createQueue(PRUNE_QUEUE, { policy: "singleton", retryLimit: 3, expireInSeconds: 3600 });

@@ -112,28 +112,29 @@ export const pruneInstances = (): Query => ({ text: "DELETE FROM delivery_instan
 const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXISTS (
   SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner AND i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})))`;
 
-/** Takes (or renews) the webhook's lease for `owner`; no row when another live owner holds it. */
-export const acquireLease = (id: string, owner: string, ttlSeconds: number): Query => ({
+/** Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds are left out. */
+export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number): Query => ({
   text: `UPDATE webhooks w SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
-          WHERE w.id = $1 AND (w.lease_owner = $2 OR ${LEASE_FREE})
+          WHERE w.id = ANY($1::bigint[]) AND (w.lease_owner = $2 OR ${LEASE_FREE})
           RETURNING *`,
-  values: [id, owner, ttlSeconds],
+  values: [ids, owner, ttlSeconds],
 });
 
 /**
- * Releases the lease and says whether deliverable changes arrived meanwhile: a wake-up that
- * found the lease taken just before this release is then not lost.
+ * Releases leases and says, per webhook, whether deliverable changes arrived meanwhile: a wake-up
+ * that found the lease taken just before this release is then not lost.
  */
-export const releaseLease = (id: string, owner: string): Query => ({
-  text: `UPDATE webhooks w SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2
-         RETURNING w.state = 'ok' AND w.active AND EXISTS (
+export const releaseLeases = (ids: string[], owner: string): Query => ({
+  text: `UPDATE webhooks w SET lease_owner = NULL, lease_until = NULL WHERE w.id = ANY($1::bigint[]) AND w.lease_owner = $2
+         RETURNING w.id, w.state = 'ok' AND w.active AND EXISTS (
            SELECT 1 FROM changes c
             WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
               AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND c.entity = ANY(w.entities)) AS more`,
-  values: [id, owner],
+  values: [ids, owner],
 });
 
 export interface BatchChangeRow {
+  ord: number;
   horizon: string;
   id: string | null;
   xid: string;
@@ -145,35 +146,53 @@ export interface BatchChangeRow {
   changed: string | null;
 }
 
+export interface NextChanges {
+  webhookId: string;
+  shopId: string;
+  /** Read after this position... */
+  fromXid: string;
+  fromSeq: string;
+  /** ...and, for a batch already fixed, up to its end. */
+  endXid: string | null;
+  endSeq: string | null;
+  limit: number;
+}
+
 /**
- * The next changes for a webhook after its cursor (and, for a batch already started, up to its
- * end), below the horizon (docs/change-feed.md), with the horizon itself on every row.
+ * For several webhooks at once, the changes after a position (up to an end, for a stored batch),
+ * of the webhook's entities, below the horizon (docs/change-feed.md). Every request answers at
+ * least one row, `ord` giving its index, with the horizon; `id` is null when nothing matched.
  */
-export function batchChanges(w: WebhookRow, limit: number): Query {
-  const values: unknown[] = [w.shop_id, w.cursor_xid, w.cursor_seq, w.entities, limit];
-  let end = "";
-  if (w.batch_end_xid !== null) {
-    values.push(w.batch_end_xid, w.batch_end_seq);
-    end = "AND (c.xid, c.id) <= ($6::xid8, $7::bigint)";
-  }
+export function nextChanges(reqs: NextChanges[]): Query {
+  const col = <K extends keyof NextChanges>(k: K) => reqs.map((r) => r[k]);
   return {
-    text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
-  SELECT c.id, c.xid::text AS xid, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
-    FROM changes c
-   WHERE c.shop_id = $1 AND (c.xid, c.id) > ($2::xid8, $3::bigint) AND c.xid < h.horizon AND c.entity = ANY($4::text[]) ${end}
-   ORDER BY c.xid, c.id LIMIT $5
-) r ON true`,
-    values,
+    text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
+req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::xid8[], $6::bigint[], $7::int[])
+               WITH ORDINALITY AS r(webhook_id, shop_id, from_xid, from_seq, end_xid, end_seq, lim, ord))
+SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, c.*
+  FROM req CROSS JOIN h LEFT JOIN webhooks w ON w.id = req.webhook_id
+  LEFT JOIN LATERAL (
+    SELECT c.id, c.xid::text AS xid, c.xid AS xid8, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
+      FROM changes c
+     WHERE c.shop_id = req.shop_id AND (c.xid, c.id) > (req.from_xid, req.from_seq) AND c.xid < h.horizon
+       AND c.entity = ANY(w.entities) AND (req.end_xid IS NULL OR (c.xid, c.id) <= (req.end_xid, req.end_seq))
+     ORDER BY c.xid, c.id LIMIT req.lim
+  ) c ON true
+ ORDER BY req.ord, c.xid8, c.id`,
+    values: [col("webhookId"), col("shopId"), col("fromXid"), col("fromSeq"), col("endXid"), col("endSeq"), col("limit")],
   };
 }
 
-/** Fixes a new batch (callback id and end) before its first attempt. */
-export const startBatch = (id: string, owner: string, batchId: string, endXid: string, endSeq: string): Query => ({
-  text: `UPDATE webhooks SET batch_id = $3, batch_end_xid = $4, batch_end_seq = $5
-          WHERE id = $1 AND lease_owner = $2 RETURNING id`,
-  values: [id, owner, batchId, endXid, endSeq],
-});
+/** Fixes new batches (callback id and end) before their first attempt. */
+export function startBatches(items: Array<{ id: string; batchId: string; endXid: string; endSeq: string }>, owner: string): Query {
+  return {
+    text: `UPDATE webhooks w SET batch_id = v.batch_id, batch_end_xid = v.end_xid, batch_end_seq = v.end_seq
+             FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[]) AS v(id, batch_id, end_xid, end_seq)
+            WHERE w.id = v.id AND w.lease_owner = $5
+            RETURNING w.id`,
+    values: [items.map((i) => i.id), items.map((i) => i.batchId), items.map((i) => i.endXid), items.map((i) => i.endSeq), owner],
+  };
+}
 
 /** Moves the cursor past changes that did not match the webhook (nothing to send). */
 export const skipTo = (id: string, owner: string, xid: string, seq: string): Query => ({
@@ -183,16 +202,42 @@ export const skipTo = (id: string, owner: string, xid: string, seq: string): Que
   values: [id, owner, xid, seq],
 });
 
-/** A batch was accepted: the cursor moves to its end, the failure streak ends, the lease is renewed. */
-export const batchDelivered = (id: string, owner: string, sentAt: Date, ttlSeconds: number): Query => ({
-  text: `UPDATE webhooks SET cursor_xid = batch_end_xid, cursor_seq = batch_end_seq,
-                batch_id = NULL, batch_end_xid = NULL, batch_end_seq = NULL,
-                state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = $3,
-                lease_until = now() + make_interval(secs => $4)
-          WHERE id = $1 AND lease_owner = $2 AND batch_id IS NOT NULL
-          RETURNING *`,
-  values: [id, owner, sentAt, ttlSeconds],
-});
+export interface Delivered {
+  id: string;
+  sentAt: Date;
+  /** The next batch, fixed in the same statement. */
+  next?: { id: string; endXid: string; endSeq: string };
+  /** Move the cursor further than the batch's end (past changes that do not match). */
+  skip?: [string, string];
+}
+
+/**
+ * Batches were accepted: cursors move to their ends (or further, `skip`), failure streaks end,
+ * leases are renewed, and next batches, where there are, are fixed in the same statement.
+ */
+export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: number): Query {
+  return {
+    text: `UPDATE webhooks w SET cursor_xid = coalesce(v.skip_xid, w.batch_end_xid), cursor_seq = coalesce(v.skip_seq, w.batch_end_seq),
+                  batch_id = v.next_id, batch_end_xid = v.next_end_xid, batch_end_seq = v.next_end_seq,
+                  state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = v.sent_at,
+                  lease_until = now() + make_interval(secs => $9)
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::xid8[], $4::bigint[], $5::bigint[], $6::xid8[], $7::bigint[])
+                  AS v(id, sent_at, skip_xid, skip_seq, next_id, next_end_xid, next_end_seq)
+            WHERE w.id = v.id AND w.lease_owner = $8 AND w.batch_id IS NOT NULL
+            RETURNING w.*`,
+    values: [
+      items.map((i) => i.id),
+      items.map((i) => i.sentAt),
+      items.map((i) => i.skip?.[0] ?? null),
+      items.map((i) => i.skip?.[1] ?? null),
+      items.map((i) => i.next?.id ?? null),
+      items.map((i) => i.next?.endXid ?? null),
+      items.map((i) => i.next?.endSeq ?? null),
+      owner,
+      ttlSeconds,
+    ],
+  };
+}
 
 /** A batch attempt failed: record it and when to try again (or stop); the lease is released. */
 export const batchFailed = (
