@@ -125,6 +125,11 @@ export class DeliveryEngine {
   private async flushOnce() {
     const batch = this.pending;
     this.pending = new Map();
+    // Shops without a matching webhook need nothing (the common case on a busy shop without hooks).
+    for (const [shopId, p] of batch) {
+      if (!(await this.hooks(shopId)).hooks.some((h) => h.entities.some((e) => p.entities.has(e)))) batch.delete(shopId);
+    }
+    if (!batch.size) return;
     const horizon = BigInt((await this.ctx.pool.query<{ horizon: string }>(HORIZON)).rows[0]!.horizon);
     const ids: string[] = [];
     let waiting = false;
