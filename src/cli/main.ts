@@ -3,7 +3,7 @@
  * database (DATABASE_URL, or the embedded PostgreSQL).
  */
 import { parseArgs } from "node:util";
-import { startApp } from "../app.ts";
+import { type App, startApp } from "../app.ts";
 import { createApiKey, createShop, revokeApiKey } from "../auth/api-keys.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { openDatabase, type Database } from "../db/database.ts";
@@ -42,15 +42,15 @@ const commands: Record<string, Command> = {
     async run() {
       const config = loadConfig();
       const log = createLogger(config.logLevel);
-      const app = await startApp(config, log);
-      const shutdown = (signal: string) => {
-        log.info({ signal }, "signal received");
+      const state: { app?: App; signal?: string } = {};
+      const shutdown = () => {
+        log.info({ signal: state.signal }, "signal received");
         // A bound on the whole shutdown, beyond the server's own drain timeout.
         setTimeout(() => {
           log.error("shutdown took too long; exiting");
           process.exit(1);
         }, config.shutdownTimeoutMs + 5_000).unref();
-        app.stop().then(
+        state.app!.stop().then(
           () => process.exit(0),
           (err: unknown) => {
             log.error({ err }, "shutdown failed");
@@ -58,8 +58,15 @@ const commands: Record<string, Command> = {
           },
         );
       };
-      process.once("SIGTERM", () => shutdown("SIGTERM"));
-      process.once("SIGINT", () => shutdown("SIGINT"));
+      // Handlers first: a signal that arrives while starting stops the service once it is up.
+      for (const name of ["SIGTERM", "SIGINT"] as const) {
+        process.once(name, () => {
+          state.signal = name;
+          if (state.app) shutdown();
+        });
+      }
+      state.app = await startApp(config, log);
+      if (state.signal) shutdown();
     },
   },
   migrate: {
