@@ -15,7 +15,10 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { IdAllocator } from "./db/ids.ts";
 import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
 import { cursorSecret } from "./db/sql/settings.ts";
+import { USER_AGENT } from "./delivery/deliverer.ts";
 import { DeliveryEngine } from "./delivery/engine.ts";
+import { History } from "./delivery/history.ts";
+import { HttpSender } from "./delivery/http-sender.ts";
 import { AddressPolicy } from "./delivery/ssrf.ts";
 import { startBoss } from "./jobs/boss.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -42,6 +45,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
   const db = await openDatabase(config, log);
   let boss: PgBoss | undefined;
   let delivery: DeliveryEngine | undefined;
+  let sender: HttpSender | undefined;
   try {
     const applied = await migrate(db.pool);
     if (applied.length) log.info({ applied }, "migrations applied");
@@ -56,9 +60,11 @@ export async function startApp(config: Config, log: Logger = createLogger(config
       clock: deps.clock ?? systemClock,
     };
     const policy = new AddressPolicy(config.webhookAllowPrivate);
+    sender = new HttpSender(policy, { timeoutMs: config.deliveryTimeoutMs, userAgent: USER_AGENT });
+    const history = new History(db.deliveryPool, ctx.ids, log);
     boss = await startBoss(ctx, db.url);
     if (config.deliveryEnabled) {
-      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, policy);
+      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
       ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);
@@ -66,7 +72,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
 
     const server = createOnePortServer(
       createHttpHandler({
-        routes: routes(ctx, { allowHttp: config.webhookAllowHttp, policy }),
+        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, wake: (id) => delivery?.schedule([id]) }),
         interceptors: [edgeInterceptor(log), authInterceptor(db.pool)],
         bodyLimitBytes: config.bodyLimitBytes,
         log,
@@ -84,6 +90,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         log.info({ inFlight: server.inFlight(), deliveries: delivery?.deliverer.busy ?? 0 }, "shutting down");
         await server.close(config.shutdownTimeoutMs);
         await delivery?.stop(config.shutdownTimeoutMs);
+        await sender?.close();
         await boss?.stop({ graceful: true, timeout: config.shutdownTimeoutMs });
         await db.close();
         log.info("stopped");
@@ -91,6 +98,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     return { ...ctx, db, boss, delivery, url, port: address.port, stop };
   } catch (err) {
     await delivery?.stop(0).catch(() => undefined);
+    await sender?.close();
     await boss?.stop({ graceful: false }).catch(() => undefined);
     await db.close().catch(() => undefined);
     throw err;

@@ -56,6 +56,10 @@ export interface Config {
   sweepIntervalMs: number;
   /** Run the delivery engine in this process. `SHOPHOOK_DELIVERY_ENABLED`, default true. */
   deliveryEnabled: boolean;
+  /** Longest wait a receiver's 429 Retry-After can ask for. `SHOPHOOK_RETRY_AFTER_MAX_SECONDS`, default 3600. */
+  retryAfterMaxSeconds: number;
+  /** Days of delivery history kept. `SHOPHOOK_DELIVERY_HISTORY_DAYS`, default 30. */
+  deliveryHistoryDays: number;
 }
 
 /** The project root: two levels above this file (src/config.ts). */
@@ -119,6 +123,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryConcurrency: int(env, "SHOPHOOK_DELIVERY_CONCURRENCY", 2000, 1, 100_000),
     sweepIntervalMs: int(env, "SHOPHOOK_SWEEP_INTERVAL_MS", 1000, 10, 600_000),
     deliveryEnabled: bool(env, "SHOPHOOK_DELIVERY_ENABLED", true),
+    retryAfterMaxSeconds: int(env, "SHOPHOOK_RETRY_AFTER_MAX_SECONDS", 3600, 1, 86_400),
+    deliveryHistoryDays: int(env, "SHOPHOOK_DELIVERY_HISTORY_DAYS", 30, 1, 3650),
   };
 }
 

@@ -229,6 +229,6 @@ describe("retention", () => {
     const left = await shop.post("/v1/shop.History/GetChanges", {});
     expect(left.body.changes.map((c: any) => c.entity_id)).toEqual([fresh.id]);
     // Running it again finds nothing more.
-    expect(await pruneExpired(t.app.pool, 24)).toEqual({ changes: 0, tombstones: 0 });
+    expect(await pruneExpired(t.app.pool, 24, 30)).toEqual({ changes: 0, tombstones: 0, deliveries: 0 });
   });
 });

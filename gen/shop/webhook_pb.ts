@@ -4,17 +4,17 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { GetChangesRequestSchema, GetChangesResponseSchema } from "./change_pb.ts";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ChangesPaging, ChangesPagingInfo, GetChangesRequestSchema, GetChangesResponseSchema } from "./change_pb.ts";
 import { file_shop_change } from "./change_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file shop/webhook.proto.
  */
 export const file_shop_webhook: GenFile = /*@__PURE__*/
-  fileDesc("ChJzaG9wL3dlYmhvb2sucHJvdG8SBHNob3AiLAoNV2ViaG9va0hlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIoMBCgxXZWJob29rRXJyb3ISDQoFZXJyb3IYASABKAkSEwoLcmVzcF9zdGF0dXMYAiABKAUSEQoJcmVzcF9ib2R5GAMgASgJEg8KB3JldHJpZWQYBCABKAUSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKDVdlYmhvb2tTdGF0ZXMSDQoFc3RhdGUYASABKAkSMAoMbGFzdF9zZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgpsYXN0X2Vycm9yGAMgASgLMhIuc2hvcC5XZWJob29rRXJyb3ISMwoPbmV4dF9hdHRlbXB0X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK+AgoLU2hvcFdlYmhvb2sSDgoCaWQYASABKANCAjABEgsKA3VybBgCIAEoCRIQCghlbnRpdGllcxgDIAMoCRIOCgZmaWVsZHMYBCADKAkSEAoIbWV0YWRhdGEYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoGc3RhdGVzGAcgASgLMhMuc2hvcC5XZWJob29rU3RhdGVzEg4KBmFjdGl2ZRgIIAEoCBIkCgdoZWFkZXJzGAkgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAogASgJEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNlY3JldBgMIAEoCSKhAQoUQ3JlYXRlV2ViaG9va1JlcXVlc3QSCwoDdXJsGAEgASgJEhAKCGVudGl0aWVzGAIgAygJEg4KBmZpZWxkcxgDIAMoCRIQCghtZXRhZGF0YRgEIAEoCRIkCgdoZWFkZXJzGAUgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAYgASgJEg0KBWFmdGVyGAcgASgJIhQKEkdldFdlYmhvb2tzUmVxdWVzdCI6ChNHZXRXZWJob29rc1Jlc3BvbnNlEiMKCHdlYmhvb2tzGAEgAygLMhEuc2hvcC5TaG9wV2ViaG9vayIjChFHZXRXZWJob29rUmVxdWVzdBIOCgJpZBgBIAEoA0ICMAEiJgoURGVsZXRlV2ViaG9va1JlcXVlc3QSDgoCaWQYASABKANCAjABIjwKFURlbGV0ZVdlYmhvb2tSZXNwb25zZRIjCgh3ZWJob29rcxgBIAMoCzIRLnNob3AuU2hvcFdlYmhvb2sy3AIKB1dlYmhvb2sSQAoNQ3JlYXRlV2ViaG9vaxIaLnNob3AuQ3JlYXRlV2ViaG9va1JlcXVlc3QaES5zaG9wLlNob3BXZWJob29rIgASRAoLR2V0V2ViaG9va3MSGC5zaG9wLkdldFdlYmhvb2tzUmVxdWVzdBoZLnNob3AuR2V0V2ViaG9va3NSZXNwb25zZSIAEjoKCkdldFdlYmhvb2sSFy5zaG9wLkdldFdlYmhvb2tSZXF1ZXN0GhEuc2hvcC5TaG9wV2ViaG9vayIAEkoKDURlbGV0ZVdlYmhvb2sSGi5zaG9wLkRlbGV0ZVdlYmhvb2tSZXF1ZXN0Ghsuc2hvcC5EZWxldGVXZWJob29rUmVzcG9uc2UiABJBCgpHZXRDaGFuZ2VzEhcuc2hvcC5HZXRDaGFuZ2VzUmVxdWVzdBoYLnNob3AuR2V0Q2hhbmdlc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_timestamp, file_shop_change]);
+  fileDesc("ChJzaG9wL3dlYmhvb2sucHJvdG8SBHNob3AiLAoNV2ViaG9va0hlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIoMBCgxXZWJob29rRXJyb3ISDQoFZXJyb3IYASABKAkSEwoLcmVzcF9zdGF0dXMYAiABKAUSEQoJcmVzcF9ib2R5GAMgASgJEg8KB3JldHJpZWQYBCABKAUSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKDVdlYmhvb2tTdGF0ZXMSDQoFc3RhdGUYASABKAkSMAoMbGFzdF9zZW50X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgpsYXN0X2Vycm9yGAMgASgLMhIuc2hvcC5XZWJob29rRXJyb3ISMwoPbmV4dF9hdHRlbXB0X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCBAoLU2hvcFdlYmhvb2sSDgoCaWQYASABKANCAjABEgsKA3VybBgCIAEoCRIQCghlbnRpdGllcxgDIAMoCRIOCgZmaWVsZHMYBCADKAkSEAoIbWV0YWRhdGEYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoGc3RhdGVzGAcgASgLMhMuc2hvcC5XZWJob29rU3RhdGVzEg4KBmFjdGl2ZRgIIAEoCBIkCgdoZWFkZXJzGAkgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAogASgJEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNlY3JldBgMIAEoCRIOCgZ0b3BpY3MYDSADKAkSDgoGZm9ybWF0GA4gASgJEhAKCGNvYWxlc2NlGA8gASgIEhIKCnJhdGVfbGltaXQYECABKAUSIwoGaGVhbHRoGBEgASgLMhMuc2hvcC5XZWJob29rSGVhbHRoEhcKD2Rpc2FibGVkX3JlYXNvbhgSIAEoCRI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivAEKDVdlYmhvb2tIZWFsdGgSDgoGc3RhdHVzGAEgASgJEhQKDHN1Y2Nlc3NfcmF0ZRgCIAEoARIzCg9sYXN0X3N1Y2Nlc3NfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2xhc3RfZmFpbHVyZV9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTbGFzdF9mYWlsdXJlX3JlYXNvbhgFIAEoCSLnAQoUQ3JlYXRlV2ViaG9va1JlcXVlc3QSCwoDdXJsGAEgASgJEhAKCGVudGl0aWVzGAIgAygJEg4KBmZpZWxkcxgDIAMoCRIQCghtZXRhZGF0YRgEIAEoCRIkCgdoZWFkZXJzGAUgAygLMhMuc2hvcC5XZWJob29rSGVhZGVyEhMKC2Rlc2NyaXB0aW9uGAYgASgJEg0KBWFmdGVyGAcgASgJEg4KBnRvcGljcxgIIAMoCRIOCgZmb3JtYXQYCSABKAkSEAoIY29hbGVzY2UYCiABKAgSEgoKcmF0ZV9saW1pdBgLIAEoBSIUChJHZXRXZWJob29rc1JlcXVlc3QiOgoTR2V0V2ViaG9va3NSZXNwb25zZRIjCgh3ZWJob29rcxgBIAMoCzIRLnNob3AuU2hvcFdlYmhvb2siIwoRR2V0V2ViaG9va1JlcXVlc3QSDgoCaWQYASABKANCAjABIiYKFERlbGV0ZVdlYmhvb2tSZXF1ZXN0Eg4KAmlkGAEgASgDQgIwASI8ChVEZWxldGVXZWJob29rUmVzcG9uc2USIwoId2ViaG9va3MYASADKAsyES5zaG9wLlNob3BXZWJob29rIoMDChRVcGRhdGVXZWJob29rUmVxdWVzdBIOCgJpZBgBIAEoA0ICMAESEAoDdXJsGAIgASgJSACIAQESEAoIZW50aXRpZXMYAyADKAkSDgoGdG9waWNzGAQgAygJEg4KBmZpZWxkcxgFIAMoCRIVCghtZXRhZGF0YRgGIAEoCUgBiAEBEiQKB2hlYWRlcnMYByADKAsyEy5zaG9wLldlYmhvb2tIZWFkZXISGAoLZGVzY3JpcHRpb24YCCABKAlIAogBARITCgZmb3JtYXQYCSABKAlIA4gBARIVCghjb2FsZXNjZRgKIAEoCEgEiAEBEhcKCnJhdGVfbGltaXQYCyABKAVIBYgBARIvCgt1cGRhdGVfbWFzaxgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBgoEX3VybEILCglfbWV0YWRhdGFCDgoMX2Rlc2NyaXB0aW9uQgkKB19mb3JtYXRCCwoJX2NvYWxlc2NlQg0KC19yYXRlX2xpbWl0IjIKEFNldEFjdGl2ZVJlcXVlc3QSDgoCaWQYASABKANCAjABEg4KBmFjdGl2ZRgCIAEoCCJdChJUZXN0V2ViaG9va1JlcXVlc3QSDgoCaWQYASABKANCAjABEg0KBWV2ZW50GAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IoUBChNUZXN0V2ViaG9va1Jlc3BvbnNlEgoKAm9rGAEgASgIEg4KBnN0YXR1cxgCIAEoBRIVCg1yZXNwb25zZV9ib2R5GAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgFEg0KBWVycm9yGAUgASgJEhcKC2RlbGl2ZXJ5X2lkGAYgASgDQgIwASI8ChNSb3RhdGVTZWNyZXRSZXF1ZXN0Eg4KAmlkGAEgASgDQgIwARIVCg1ncmFjZV9zZWNvbmRzGAIgASgFImYKFFJvdGF0ZVNlY3JldFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRI+ChpwcmV2aW91c19zZWNyZXRfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirwQKCERlbGl2ZXJ5Eg4KAmlkGAEgASgDQgIwARIWCgp3ZWJob29rX2lkGAIgASgDQgIwARIXCgtjYWxsYmFja19pZBgDIAEoA0ICMAESDgoGZXZlbnRzGAQgAygJEhQKDGNoYW5nZV9jb3VudBgFIAEoBRI7Cg9yZXF1ZXN0X2hlYWRlcnMYBiADKAsyIi5zaG9wLkRlbGl2ZXJ5LlJlcXVlc3RIZWFkZXJzRW50cnkSEQoJYm9keV9zaXplGAcgASgFEg4KBnN0YXR1cxgIIAEoCRIXCg9yZXNwb25zZV9zdGF0dXMYCSABKAUSPQoQcmVzcG9uc2VfaGVhZGVycxgKIAMoCzIjLnNob3AuRGVsaXZlcnkuUmVzcG9uc2VIZWFkZXJzRW50cnkSFQoNcmVzcG9uc2VfYm9keRgLIAEoCRINCgVlcnJvchgMIAEoCRITCgtkdXJhdGlvbl9tcxgNIAEoBRIPCgdhdHRlbXB0GA4gASgFEgwKBHRlc3QYDyABKAgSCwoDdXJsGBAgASgJEi4KCmNyZWF0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjUKE1JlcXVlc3RIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo2ChRSZXNwb25zZUhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpsBChBEZWxpdmVyaWVzRmlsdGVyEhYKCndlYmhvb2tfaWQYASABKANCAjABEg4KBnN0YXR1cxgCIAEoCRINCgVldmVudBgDIAEoCRIoCgRmcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAoVTGlzdERlbGl2ZXJpZXNSZXF1ZXN0EiYKBmZpbHRlchgBIAEoCzIWLnNob3AuRGVsaXZlcmllc0ZpbHRlchIjCgZwYWdpbmcYAiABKAsyEy5zaG9wLkNoYW5nZXNQYWdpbmciZQoWTGlzdERlbGl2ZXJpZXNSZXNwb25zZRIiCgpkZWxpdmVyaWVzGAEgAygLMg4uc2hvcC5EZWxpdmVyeRInCgZwYWdpbmcYAiABKAsyFy5zaG9wLkNoYW5nZXNQYWdpbmdJbmZvIiQKEkdldERlbGl2ZXJ5UmVxdWVzdBIOCgJpZBgBIAEoA0ICMAEiJgoUUmV0cnlEZWxpdmVyeVJlcXVlc3QSDgoCaWQYASABKANCAjABIkkKFVJldHJ5RGVsaXZlcnlSZXNwb25zZRIOCgZxdWV1ZWQYASABKAgSIAoIZGVsaXZlcnkYAiABKAsyDi5zaG9wLkRlbGl2ZXJ5InEKG0NsZWFyRGVsaXZlcnlIaXN0b3J5UmVxdWVzdBIWCgp3ZWJob29rX2lkGAEgASgDQgIwARIqCgZiZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnN0YXR1cxgDIAEoCSI1ChxDbGVhckRlbGl2ZXJ5SGlzdG9yeVJlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAUiUgoVUmVjb3ZlcldlYmhvb2tSZXF1ZXN0Eg4KAmlkGAEgASgDQgIwARIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicwoPR2V0U3RhdHNSZXF1ZXN0Eg4KAmlkGAEgASgDQgIwARIoCgRmcm9tGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoIRGF5U3RhdHMSCwoDZGF5GAEgASgJEg0KBXRvdGFsGAIgASgFEg8KB3N1Y2Nlc3MYAyABKAUSDgoGZmFpbGVkGAQgASgFIqYBCgxXZWJob29rU3RhdHMSDQoFdG90YWwYASABKAUSDwoHc3VjY2VzcxgCIAEoBRIOCgZmYWlsZWQYAyABKAUSFAoMc3VjY2Vzc19yYXRlGAQgASgBEhcKD3A1MF9kdXJhdGlvbl9tcxgFIAEoBRIXCg9wOTVfZHVyYXRpb25fbXMYBiABKAUSHgoGYnlfZGF5GAcgAygLMg4uc2hvcC5EYXlTdGF0czKbCAoHV2ViaG9vaxJACg1DcmVhdGVXZWJob29rEhouc2hvcC5DcmVhdGVXZWJob29rUmVxdWVzdBoRLnNob3AuU2hvcFdlYmhvb2siABJECgtHZXRXZWJob29rcxIYLnNob3AuR2V0V2ViaG9va3NSZXF1ZXN0Ghkuc2hvcC5HZXRXZWJob29rc1Jlc3BvbnNlIgASOgoKR2V0V2ViaG9vaxIXLnNob3AuR2V0V2ViaG9va1JlcXVlc3QaES5zaG9wLlNob3BXZWJob29rIgASSgoNRGVsZXRlV2ViaG9vaxIaLnNob3AuRGVsZXRlV2ViaG9va1JlcXVlc3QaGy5zaG9wLkRlbGV0ZVdlYmhvb2tSZXNwb25zZSIAEkEKCkdldENoYW5nZXMSFy5zaG9wLkdldENoYW5nZXNSZXF1ZXN0Ghguc2hvcC5HZXRDaGFuZ2VzUmVzcG9uc2UiABJACg1VcGRhdGVXZWJob29rEhouc2hvcC5VcGRhdGVXZWJob29rUmVxdWVzdBoRLnNob3AuU2hvcFdlYmhvb2siABI4CglTZXRBY3RpdmUSFi5zaG9wLlNldEFjdGl2ZVJlcXVlc3QaES5zaG9wLlNob3BXZWJob29rIgASRAoLVGVzdFdlYmhvb2sSGC5zaG9wLlRlc3RXZWJob29rUmVxdWVzdBoZLnNob3AuVGVzdFdlYmhvb2tSZXNwb25zZSIAEkcKDFJvdGF0ZVNlY3JldBIZLnNob3AuUm90YXRlU2VjcmV0UmVxdWVzdBoaLnNob3AuUm90YXRlU2VjcmV0UmVzcG9uc2UiABJNCg5MaXN0RGVsaXZlcmllcxIbLnNob3AuTGlzdERlbGl2ZXJpZXNSZXF1ZXN0Ghwuc2hvcC5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlIgASOQoLR2V0RGVsaXZlcnkSGC5zaG9wLkdldERlbGl2ZXJ5UmVxdWVzdBoOLnNob3AuRGVsaXZlcnkiABJKCg1SZXRyeURlbGl2ZXJ5Ehouc2hvcC5SZXRyeURlbGl2ZXJ5UmVxdWVzdBobLnNob3AuUmV0cnlEZWxpdmVyeVJlc3BvbnNlIgASXwoUQ2xlYXJEZWxpdmVyeUhpc3RvcnkSIS5zaG9wLkNsZWFyRGVsaXZlcnlIaXN0b3J5UmVxdWVzdBoiLnNob3AuQ2xlYXJEZWxpdmVyeUhpc3RvcnlSZXNwb25zZSIAEkIKDlJlY292ZXJXZWJob29rEhsuc2hvcC5SZWNvdmVyV2ViaG9va1JlcXVlc3QaES5zaG9wLlNob3BXZWJob29rIgASNwoIR2V0U3RhdHMSFS5zaG9wLkdldFN0YXRzUmVxdWVzdBoSLnNob3AuV2ViaG9va1N0YXRzIgBiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_shop_change]);
 
 /**
  * A custom HTTP header sent with every delivery of a webhook.
@@ -198,6 +198,55 @@ export type ShopWebhook = Message<"shop.ShopWebhook"> & {
    * @generated from field: string secret = 12;
    */
   secret: string;
+
+  /**
+   * Entity+action topics: order.created, order.updated, order.deleted, product.* (also Sapo's
+   * orders/create...). A change is delivered if its entity is in `entities` or it matches a topic.
+   *
+   * @generated from field: repeated string topics = 13;
+   */
+  topics: string[];
+
+  /**
+   * "json" (eTop's Callback, default), "xml" (the same content), or "thin" (one notification per
+   * change: scope_name, scope_id, shop_id, act; the receiver fetches the entity itself).
+   *
+   * @generated from field: string format = 14;
+   */
+  format: string;
+
+  /**
+   * Within one request, several changes of one entity collapse into the newest.
+   *
+   * @generated from field: bool coalesce = 15;
+   */
+  coalesce: boolean;
+
+  /**
+   * Requests per second at most; 0: no limit.
+   *
+   * @generated from field: int32 rate_limit = 16;
+   */
+  rateLimit: number;
+
+  /**
+   * @generated from field: shop.WebhookHealth health = 17;
+   */
+  health?: WebhookHealth | undefined;
+
+  /**
+   * Why the system deactivated the webhook (the receiver answered 410 Gone), if it did.
+   *
+   * @generated from field: string disabled_reason = 18;
+   */
+  disabledReason: string;
+
+  /**
+   * During a secret rotation, until when the previous secret also signs.
+   *
+   * @generated from field: google.protobuf.Timestamp previous_secret_expires_at = 19;
+   */
+  previousSecretExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -206,6 +255,51 @@ export type ShopWebhook = Message<"shop.ShopWebhook"> & {
  */
 export const ShopWebhookSchema: GenMessage<ShopWebhook> = /*@__PURE__*/
   messageDesc(file_shop_webhook, 3);
+
+/**
+ * At-a-glance health, from the state and the last 24 hours of attempts (tests excluded).
+ * error: state "stop", inactive because the receiver answered 410, failing for more than an hour,
+ * or under 50% success; warning: state "retry", or under 95% success; otherwise healthy.
+ *
+ * @generated from message shop.WebhookHealth
+ */
+export type WebhookHealth = Message<"shop.WebhookHealth"> & {
+  /**
+   * "healthy", "warning" or "error".
+   *
+   * @generated from field: string status = 1;
+   */
+  status: string;
+
+  /**
+   * Share of successful attempts over the last 24 hours (1 with none).
+   *
+   * @generated from field: double success_rate = 2;
+   */
+  successRate: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_success_at = 3;
+   */
+  lastSuccessAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_failure_at = 4;
+   */
+  lastFailureAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string last_failure_reason = 5;
+   */
+  lastFailureReason: string;
+};
+
+/**
+ * Describes the message shop.WebhookHealth.
+ * Use `create(WebhookHealthSchema)` to create a new message.
+ */
+export const WebhookHealthSchema: GenMessage<WebhookHealth> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 4);
 
 /**
  * @generated from message shop.CreateWebhookRequest
@@ -252,6 +346,30 @@ export type CreateWebhookRequest = Message<"shop.CreateWebhookRequest"> & {
    * @generated from field: string after = 7;
    */
   after: string;
+
+  /**
+   * @generated from field: repeated string topics = 8;
+   */
+  topics: string[];
+
+  /**
+   * "json" (default), "xml" or "thin".
+   *
+   * @generated from field: string format = 9;
+   */
+  format: string;
+
+  /**
+   * @generated from field: bool coalesce = 10;
+   */
+  coalesce: boolean;
+
+  /**
+   * Requests per second at most (0: no limit, at most 1000).
+   *
+   * @generated from field: int32 rate_limit = 11;
+   */
+  rateLimit: number;
 };
 
 /**
@@ -259,7 +377,7 @@ export type CreateWebhookRequest = Message<"shop.CreateWebhookRequest"> & {
  * Use `create(CreateWebhookRequestSchema)` to create a new message.
  */
 export const CreateWebhookRequestSchema: GenMessage<CreateWebhookRequest> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 4);
+  messageDesc(file_shop_webhook, 5);
 
 /**
  * @generated from message shop.GetWebhooksRequest
@@ -272,7 +390,7 @@ export type GetWebhooksRequest = Message<"shop.GetWebhooksRequest"> & {
  * Use `create(GetWebhooksRequestSchema)` to create a new message.
  */
 export const GetWebhooksRequestSchema: GenMessage<GetWebhooksRequest> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 5);
+  messageDesc(file_shop_webhook, 6);
 
 /**
  * @generated from message shop.GetWebhooksResponse
@@ -289,7 +407,7 @@ export type GetWebhooksResponse = Message<"shop.GetWebhooksResponse"> & {
  * Use `create(GetWebhooksResponseSchema)` to create a new message.
  */
 export const GetWebhooksResponseSchema: GenMessage<GetWebhooksResponse> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 6);
+  messageDesc(file_shop_webhook, 7);
 
 /**
  * @generated from message shop.GetWebhookRequest
@@ -306,7 +424,7 @@ export type GetWebhookRequest = Message<"shop.GetWebhookRequest"> & {
  * Use `create(GetWebhookRequestSchema)` to create a new message.
  */
 export const GetWebhookRequestSchema: GenMessage<GetWebhookRequest> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 7);
+  messageDesc(file_shop_webhook, 8);
 
 /**
  * @generated from message shop.DeleteWebhookRequest
@@ -323,7 +441,7 @@ export type DeleteWebhookRequest = Message<"shop.DeleteWebhookRequest"> & {
  * Use `create(DeleteWebhookRequestSchema)` to create a new message.
  */
 export const DeleteWebhookRequestSchema: GenMessage<DeleteWebhookRequest> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 8);
+  messageDesc(file_shop_webhook, 9);
 
 /**
  * @generated from message shop.DeleteWebhookResponse
@@ -340,7 +458,669 @@ export type DeleteWebhookResponse = Message<"shop.DeleteWebhookResponse"> & {
  * Use `create(DeleteWebhookResponseSchema)` to create a new message.
  */
 export const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse> = /*@__PURE__*/
-  messageDesc(file_shop_webhook, 9);
+  messageDesc(file_shop_webhook, 10);
+
+/**
+ * @generated from message shop.UpdateWebhookRequest
+ */
+export type UpdateWebhookRequest = Message<"shop.UpdateWebhookRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string url = 2;
+   */
+  url?: string | undefined;
+
+  /**
+   * @generated from field: repeated string entities = 3;
+   */
+  entities: string[];
+
+  /**
+   * @generated from field: repeated string topics = 4;
+   */
+  topics: string[];
+
+  /**
+   * @generated from field: repeated string fields = 5;
+   */
+  fields: string[];
+
+  /**
+   * @generated from field: optional string metadata = 6;
+   */
+  metadata?: string | undefined;
+
+  /**
+   * @generated from field: repeated shop.WebhookHeader headers = 7;
+   */
+  headers: WebhookHeader[];
+
+  /**
+   * @generated from field: optional string description = 8;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: optional string format = 9;
+   */
+  format?: string | undefined;
+
+  /**
+   * @generated from field: optional bool coalesce = 10;
+   */
+  coalesce?: boolean | undefined;
+
+  /**
+   * @generated from field: optional int32 rate_limit = 11;
+   */
+  rateLimit?: number | undefined;
+
+  /**
+   * The fields to change, by name ("entities,headers"). Without it, every field that is set
+   * changes (a list when it is non-empty): name a list here to empty it.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 12;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message shop.UpdateWebhookRequest.
+ * Use `create(UpdateWebhookRequestSchema)` to create a new message.
+ */
+export const UpdateWebhookRequestSchema: GenMessage<UpdateWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 11);
+
+/**
+ * @generated from message shop.SetActiveRequest
+ */
+export type SetActiveRequest = Message<"shop.SetActiveRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * @generated from field: bool active = 2;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message shop.SetActiveRequest.
+ * Use `create(SetActiveRequestSchema)` to create a new message.
+ */
+export const SetActiveRequestSchema: GenMessage<SetActiveRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 12);
+
+/**
+ * @generated from message shop.TestWebhookRequest
+ */
+export type TestWebhookRequest = Message<"shop.TestWebhookRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * The event to simulate, as a topic: "order.created", "product.updated"...
+   *
+   * @generated from field: string event = 2;
+   */
+  event: string;
+
+  /**
+   * The entity to send as `latest`; a sample of the entity when absent.
+   *
+   * @generated from field: google.protobuf.Struct payload = 3;
+   */
+  payload?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message shop.TestWebhookRequest.
+ * Use `create(TestWebhookRequestSchema)` to create a new message.
+ */
+export const TestWebhookRequestSchema: GenMessage<TestWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 13);
+
+/**
+ * @generated from message shop.TestWebhookResponse
+ */
+export type TestWebhookResponse = Message<"shop.TestWebhookResponse"> & {
+  /**
+   * @generated from field: bool ok = 1;
+   */
+  ok: boolean;
+
+  /**
+   * @generated from field: int32 status = 2;
+   */
+  status: number;
+
+  /**
+   * @generated from field: string response_body = 3;
+   */
+  responseBody: string;
+
+  /**
+   * @generated from field: int32 duration_ms = 4;
+   */
+  durationMs: number;
+
+  /**
+   * @generated from field: string error = 5;
+   */
+  error: string;
+
+  /**
+   * The attempt as recorded in the delivery history (marked as a test).
+   *
+   * @generated from field: int64 delivery_id = 6 [jstype = JS_STRING];
+   */
+  deliveryId: string;
+};
+
+/**
+ * Describes the message shop.TestWebhookResponse.
+ * Use `create(TestWebhookResponseSchema)` to create a new message.
+ */
+export const TestWebhookResponseSchema: GenMessage<TestWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 14);
+
+/**
+ * @generated from message shop.RotateSecretRequest
+ */
+export type RotateSecretRequest = Message<"shop.RotateSecretRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * How long the old secret keeps signing, in seconds: 0 to 604800 (7 days).
+   *
+   * @generated from field: int32 grace_seconds = 2;
+   */
+  graceSeconds: number;
+};
+
+/**
+ * Describes the message shop.RotateSecretRequest.
+ * Use `create(RotateSecretRequestSchema)` to create a new message.
+ */
+export const RotateSecretRequestSchema: GenMessage<RotateSecretRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 15);
+
+/**
+ * @generated from message shop.RotateSecretResponse
+ */
+export type RotateSecretResponse = Message<"shop.RotateSecretResponse"> & {
+  /**
+   * The new secret; shown only here.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp previous_secret_expires_at = 2;
+   */
+  previousSecretExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.RotateSecretResponse.
+ * Use `create(RotateSecretResponseSchema)` to create a new message.
+ */
+export const RotateSecretResponseSchema: GenMessage<RotateSecretResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 16);
+
+/**
+ * One delivery attempt.
+ *
+ * @generated from message shop.Delivery
+ */
+export type Delivery = Message<"shop.Delivery"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * @generated from field: int64 webhook_id = 2 [jstype = JS_STRING];
+   */
+  webhookId: string;
+
+  /**
+   * The callback id (webhook-id header, body id): the same on every attempt of a batch.
+   *
+   * @generated from field: int64 callback_id = 3 [jstype = JS_STRING];
+   */
+  callbackId: string;
+
+  /**
+   * Events in the batch: order.created, product.updated...
+   *
+   * @generated from field: repeated string events = 4;
+   */
+  events: string[];
+
+  /**
+   * @generated from field: int32 change_count = 5;
+   */
+  changeCount: number;
+
+  /**
+   * Request headers as sent; secrets and custom header values are redacted.
+   *
+   * @generated from field: map<string, string> request_headers = 6;
+   */
+  requestHeaders: { [key: string]: string };
+
+  /**
+   * @generated from field: int32 body_size = 7;
+   */
+  bodySize: number;
+
+  /**
+   * "success" or "failed".
+   *
+   * @generated from field: string status = 8;
+   */
+  status: string;
+
+  /**
+   * @generated from field: int32 response_status = 9;
+   */
+  responseStatus: number;
+
+  /**
+   * @generated from field: map<string, string> response_headers = 10;
+   */
+  responseHeaders: { [key: string]: string };
+
+  /**
+   * The start of the response body (at most 1 KiB).
+   *
+   * @generated from field: string response_body = 11;
+   */
+  responseBody: string;
+
+  /**
+   * @generated from field: string error = 12;
+   */
+  error: string;
+
+  /**
+   * @generated from field: int32 duration_ms = 13;
+   */
+  durationMs: number;
+
+  /**
+   * Which attempt of this batch (1 for the first).
+   *
+   * @generated from field: int32 attempt = 14;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: bool test = 15;
+   */
+  test: boolean;
+
+  /**
+   * @generated from field: string url = 16;
+   */
+  url: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 17;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.Delivery.
+ * Use `create(DeliverySchema)` to create a new message.
+ */
+export const DeliverySchema: GenMessage<Delivery> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 17);
+
+/**
+ * @generated from message shop.DeliveriesFilter
+ */
+export type DeliveriesFilter = Message<"shop.DeliveriesFilter"> & {
+  /**
+   * @generated from field: int64 webhook_id = 1 [jstype = JS_STRING];
+   */
+  webhookId: string;
+
+  /**
+   * "success" or "failed".
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * An entity ("order") or an event ("order.created").
+   *
+   * @generated from field: string event = 3;
+   */
+  event: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp from = 4;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp to = 5;
+   */
+  to?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.DeliveriesFilter.
+ * Use `create(DeliveriesFilterSchema)` to create a new message.
+ */
+export const DeliveriesFilterSchema: GenMessage<DeliveriesFilter> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 18);
+
+/**
+ * @generated from message shop.ListDeliveriesRequest
+ */
+export type ListDeliveriesRequest = Message<"shop.ListDeliveriesRequest"> & {
+  /**
+   * @generated from field: shop.DeliveriesFilter filter = 1;
+   */
+  filter?: DeliveriesFilter | undefined;
+
+  /**
+   * @generated from field: shop.ChangesPaging paging = 2;
+   */
+  paging?: ChangesPaging | undefined;
+};
+
+/**
+ * Describes the message shop.ListDeliveriesRequest.
+ * Use `create(ListDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListDeliveriesRequestSchema: GenMessage<ListDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 19);
+
+/**
+ * @generated from message shop.ListDeliveriesResponse
+ */
+export type ListDeliveriesResponse = Message<"shop.ListDeliveriesResponse"> & {
+  /**
+   * @generated from field: repeated shop.Delivery deliveries = 1;
+   */
+  deliveries: Delivery[];
+
+  /**
+   * @generated from field: shop.ChangesPagingInfo paging = 2;
+   */
+  paging?: ChangesPagingInfo | undefined;
+};
+
+/**
+ * Describes the message shop.ListDeliveriesResponse.
+ * Use `create(ListDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 20);
+
+/**
+ * @generated from message shop.GetDeliveryRequest
+ */
+export type GetDeliveryRequest = Message<"shop.GetDeliveryRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+};
+
+/**
+ * Describes the message shop.GetDeliveryRequest.
+ * Use `create(GetDeliveryRequestSchema)` to create a new message.
+ */
+export const GetDeliveryRequestSchema: GenMessage<GetDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 21);
+
+/**
+ * @generated from message shop.RetryDeliveryRequest
+ */
+export type RetryDeliveryRequest = Message<"shop.RetryDeliveryRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+};
+
+/**
+ * Describes the message shop.RetryDeliveryRequest.
+ * Use `create(RetryDeliveryRequestSchema)` to create a new message.
+ */
+export const RetryDeliveryRequestSchema: GenMessage<RetryDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 22);
+
+/**
+ * @generated from message shop.RetryDeliveryResponse
+ */
+export type RetryDeliveryResponse = Message<"shop.RetryDeliveryResponse"> & {
+  /**
+   * True when the batch is the webhook's pending one: it goes out in the stream now.
+   *
+   * @generated from field: bool queued = 1;
+   */
+  queued: boolean;
+
+  /**
+   * Otherwise the attempt just made.
+   *
+   * @generated from field: shop.Delivery delivery = 2;
+   */
+  delivery?: Delivery | undefined;
+};
+
+/**
+ * Describes the message shop.RetryDeliveryResponse.
+ * Use `create(RetryDeliveryResponseSchema)` to create a new message.
+ */
+export const RetryDeliveryResponseSchema: GenMessage<RetryDeliveryResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 23);
+
+/**
+ * @generated from message shop.ClearDeliveryHistoryRequest
+ */
+export type ClearDeliveryHistoryRequest = Message<"shop.ClearDeliveryHistoryRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: int64 webhook_id = 1 [jstype = JS_STRING];
+   */
+  webhookId: string;
+
+  /**
+   * Only attempts before this time (default: all).
+   *
+   * @generated from field: google.protobuf.Timestamp before = 2;
+   */
+  before?: Timestamp | undefined;
+
+  /**
+   * Only "success" or "failed" attempts (default: both).
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+};
+
+/**
+ * Describes the message shop.ClearDeliveryHistoryRequest.
+ * Use `create(ClearDeliveryHistoryRequestSchema)` to create a new message.
+ */
+export const ClearDeliveryHistoryRequestSchema: GenMessage<ClearDeliveryHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 24);
+
+/**
+ * @generated from message shop.ClearDeliveryHistoryResponse
+ */
+export type ClearDeliveryHistoryResponse = Message<"shop.ClearDeliveryHistoryResponse"> & {
+  /**
+   * @generated from field: int32 deleted_count = 1;
+   */
+  deletedCount: number;
+};
+
+/**
+ * Describes the message shop.ClearDeliveryHistoryResponse.
+ * Use `create(ClearDeliveryHistoryResponseSchema)` to create a new message.
+ */
+export const ClearDeliveryHistoryResponseSchema: GenMessage<ClearDeliveryHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 25);
+
+/**
+ * @generated from message shop.RecoverWebhookRequest
+ */
+export type RecoverWebhookRequest = Message<"shop.RecoverWebhookRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp since = 2;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.RecoverWebhookRequest.
+ * Use `create(RecoverWebhookRequestSchema)` to create a new message.
+ */
+export const RecoverWebhookRequestSchema: GenMessage<RecoverWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 26);
+
+/**
+ * @generated from message shop.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"shop.GetStatsRequest"> & {
+  /**
+   * @generated from field: int64 id = 1 [jstype = JS_STRING];
+   */
+  id: string;
+
+  /**
+   * Default: 7 days before `to`.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 2;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * Default: now.
+   *
+   * @generated from field: google.protobuf.Timestamp to = 3;
+   */
+  to?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 27);
+
+/**
+ * @generated from message shop.DayStats
+ */
+export type DayStats = Message<"shop.DayStats"> & {
+  /**
+   * YYYY-MM-DD (UTC).
+   *
+   * @generated from field: string day = 1;
+   */
+  day: string;
+
+  /**
+   * @generated from field: int32 total = 2;
+   */
+  total: number;
+
+  /**
+   * @generated from field: int32 success = 3;
+   */
+  success: number;
+
+  /**
+   * @generated from field: int32 failed = 4;
+   */
+  failed: number;
+};
+
+/**
+ * Describes the message shop.DayStats.
+ * Use `create(DayStatsSchema)` to create a new message.
+ */
+export const DayStatsSchema: GenMessage<DayStats> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 28);
+
+/**
+ * @generated from message shop.WebhookStats
+ */
+export type WebhookStats = Message<"shop.WebhookStats"> & {
+  /**
+   * @generated from field: int32 total = 1;
+   */
+  total: number;
+
+  /**
+   * @generated from field: int32 success = 2;
+   */
+  success: number;
+
+  /**
+   * @generated from field: int32 failed = 3;
+   */
+  failed: number;
+
+  /**
+   * success / total (1 with no attempts).
+   *
+   * @generated from field: double success_rate = 4;
+   */
+  successRate: number;
+
+  /**
+   * @generated from field: int32 p50_duration_ms = 5;
+   */
+  p50DurationMs: number;
+
+  /**
+   * @generated from field: int32 p95_duration_ms = 6;
+   */
+  p95DurationMs: number;
+
+  /**
+   * @generated from field: repeated shop.DayStats by_day = 7;
+   */
+  byDay: DayStats[];
+};
+
+/**
+ * Describes the message shop.WebhookStats.
+ * Use `create(WebhookStatsSchema)` to create a new message.
+ */
+export const WebhookStatsSchema: GenMessage<WebhookStats> = /*@__PURE__*/
+  messageDesc(file_shop_webhook, 29);
 
 /**
  * Webhook holds eTop's shop.Webhook RPCs (CreateWebhook, GetWebhooks, DeleteWebhook) and ours.
@@ -399,6 +1179,107 @@ export const Webhook: GenService<{
     methodKind: "unary";
     input: typeof GetChangesRequestSchema;
     output: typeof GetChangesResponseSchema;
+  },
+  /**
+   * UpdateWebhook changes a webhook's settings; undelivered changes then go out under the new ones.
+   *
+   * @generated from rpc shop.Webhook.UpdateWebhook
+   */
+  updateWebhook: {
+    methodKind: "unary";
+    input: typeof UpdateWebhookRequestSchema;
+    output: typeof ShopWebhookSchema;
+  },
+  /**
+   * SetActive pauses (changes keep accumulating) or resumes delivery. Resuming a stopped webhook
+   * starts again at its first undelivered change.
+   *
+   * @generated from rpc shop.Webhook.SetActive
+   */
+  setActive: {
+    methodKind: "unary";
+    input: typeof SetActiveRequestSchema;
+    output: typeof ShopWebhookSchema;
+  },
+  /**
+   * TestWebhook sends one signed request now, outside the stream, and reports what came back.
+   *
+   * @generated from rpc shop.Webhook.TestWebhook
+   */
+  testWebhook: {
+    methodKind: "unary";
+    input: typeof TestWebhookRequestSchema;
+    output: typeof TestWebhookResponseSchema;
+  },
+  /**
+   * RotateSecret makes a new signing secret; the old one keeps signing for the grace period.
+   *
+   * @generated from rpc shop.Webhook.RotateSecret
+   */
+  rotateSecret: {
+    methodKind: "unary";
+    input: typeof RotateSecretRequestSchema;
+    output: typeof RotateSecretResponseSchema;
+  },
+  /**
+   * ListDeliveries pages through delivery attempts, newest first.
+   *
+   * @generated from rpc shop.Webhook.ListDeliveries
+   */
+  listDeliveries: {
+    methodKind: "unary";
+    input: typeof ListDeliveriesRequestSchema;
+    output: typeof ListDeliveriesResponseSchema;
+  },
+  /**
+   * @generated from rpc shop.Webhook.GetDelivery
+   */
+  getDelivery: {
+    methodKind: "unary";
+    input: typeof GetDeliveryRequestSchema;
+    output: typeof DeliverySchema;
+  },
+  /**
+   * RetryDelivery sends a delivery's batch again now: a failed batch still pending is retried in
+   * the stream at once; an earlier batch is re-sent as it was (same callback id and changes).
+   *
+   * @generated from rpc shop.Webhook.RetryDelivery
+   */
+  retryDelivery: {
+    methodKind: "unary";
+    input: typeof RetryDeliveryRequestSchema;
+    output: typeof RetryDeliveryResponseSchema;
+  },
+  /**
+   * ClearDeliveryHistory deletes recorded attempts.
+   *
+   * @generated from rpc shop.Webhook.ClearDeliveryHistory
+   */
+  clearDeliveryHistory: {
+    methodKind: "unary";
+    input: typeof ClearDeliveryHistoryRequestSchema;
+    output: typeof ClearDeliveryHistoryResponseSchema;
+  },
+  /**
+   * RecoverWebhook re-sends every change since a time (within the change retention), in order,
+   * through the normal stream.
+   *
+   * @generated from rpc shop.Webhook.RecoverWebhook
+   */
+  recoverWebhook: {
+    methodKind: "unary";
+    input: typeof RecoverWebhookRequestSchema;
+    output: typeof ShopWebhookSchema;
+  },
+  /**
+   * GetStats summarises a webhook's delivery attempts over a period.
+   *
+   * @generated from rpc shop.Webhook.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof WebhookStatsSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_shop_webhook, 0);

@@ -20,9 +20,9 @@ import { miscService } from "./misc.ts";
 import { orderService } from "./orders.ts";
 import { productService } from "./products.ts";
 import { variantService } from "./variants.ts";
-import { type WebhookValidation, webhookService } from "./webhooks.ts";
+import { type WebhookApiDeps, webhookService } from "./webhooks.ts";
 
-export function routes(ctx: AppContext, webhooks: WebhookValidation) {
+export function routes(ctx: AppContext, webhooks: WebhookApiDeps) {
   const changes = getChanges(ctx);
   const services = {
     webhook: webhookService(ctx, webhooks),

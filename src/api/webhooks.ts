@@ -1,21 +1,46 @@
-/** shop.Webhook: eTop's CreateWebhook/GetWebhooks/DeleteWebhook, GetWebhook, and GetChanges. */
+/**
+ * shop.Webhook, settings side: eTop's CreateWebhook/GetWebhooks/DeleteWebhook, and GetWebhook,
+ * UpdateWebhook, SetActive, RotateSecret, RecoverWebhook. The delivery side (history, test,
+ * retry, stats) is in webhook-deliveries.ts.
+ */
 import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { type ShopWebhook, ShopWebhookSchema, type Webhook, WebhookErrorSchema, type WebhookHeader } from "../../gen/shop/webhook_pb.ts";
+import {
+  type CreateWebhookRequest,
+  type ShopWebhook,
+  ShopWebhookSchema,
+  type UpdateWebhookRequest,
+  type Webhook,
+  WebhookErrorSchema,
+  WebhookHealthSchema,
+  type WebhookHeader,
+} from "../../gen/shop/webhook_pb.ts";
 import type { AppContext } from "../context.ts";
 import { inTx } from "../db/pool.ts";
+import { recentOutcomes } from "../db/sql/deliveries.ts";
 import * as sql from "../db/sql/webhooks.ts";
+import type { History } from "../delivery/history.ts";
+import type { HttpSender } from "../delivery/http-sender.ts";
 import { newSecret } from "../delivery/signing.ts";
 import type { AddressPolicy } from "../delivery/ssrf.ts";
+import { parseTopic, subscriptions } from "../delivery/topics.ts";
+import { entities as ENTITY_DEFS } from "../entities/index.ts";
+import type { EntityName } from "../entities/model.ts";
 import { principal } from "./auth.ts";
 import { getChanges, validateEntities } from "./changes.ts";
 import { ts } from "./convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.ts";
 import { checkRetention } from "./paging.ts";
 import { requireId, text } from "./validate.ts";
+import { webhookDeliveries } from "./webhook-deliveries.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 const METADATA_MAX_BYTES = 4096;
 const MAX_HEADERS = 20;
+const MAX_RATE_LIMIT = 1000;
+const MAX_GRACE_SECONDS = 7 * 86_400;
+const FORMATS = ["json", "xml", "thin"] as const;
 /** Headers shophook sets itself, or that HTTP reserves to the connection: a webhook may not set them. */
 const RESERVED_HEADERS = new Set([
   "host", "content-type", "content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
@@ -23,12 +48,47 @@ const RESERVED_HEADERS = new Set([
 ]);
 const RESERVED_PREFIXES = ["webhook-", "x-shophook-", "proxy-", "sec-", ":"];
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Health thresholds (docs/webhook-operations.md). */
+const HEALTH_WINDOW_MS = 24 * 3_600_000;
+const FAILING_TOO_LONG_MS = 3_600_000;
 
-export function webhookMessage(w: sql.WebhookRow, secret = ""): ShopWebhook {
+export interface WebhookApiDeps {
+  validation: WebhookValidation;
+  sender: HttpSender;
+  history: History;
+  /** Asks the delivery engine for a turn of the webhook now (no-op without an engine here). */
+  wake(id: string): unknown;
+}
+
+export interface WebhookValidation {
+  allowHttp: boolean;
+  policy: AddressPolicy;
+}
+
+interface Outcome {
+  total: number;
+  success: number;
+}
+
+export function health(w: sql.WebhookRow, o: Outcome | undefined, now: Date) {
+  const rate = o && o.total ? o.success / o.total : 1;
+  const failingLong = w.state === "retry" && w.failing_since !== null && now.getTime() - w.failing_since.getTime() > FAILING_TOO_LONG_MS;
+  const status = w.state === "stop" || w.disabled_reason || failingLong || rate < 0.5 ? "error" : w.state === "retry" || rate < 0.95 ? "warning" : "healthy";
+  return create(WebhookHealthSchema, {
+    status,
+    successRate: rate,
+    lastSuccessAt: ts(w.last_success_at),
+    lastFailureAt: ts(w.last_failure_at),
+    lastFailureReason: w.last_error?.error ?? "",
+  });
+}
+
+export function webhookMessage(w: sql.WebhookRow, outcome?: Outcome, now = new Date(), secret = ""): ShopWebhook {
   return create(ShopWebhookSchema, {
     id: w.id,
     url: w.url,
     entities: w.entities,
+    topics: w.topics,
     fields: w.fields,
     metadata: w.metadata,
     createdAt: ts(w.created_at),
@@ -36,6 +96,12 @@ export function webhookMessage(w: sql.WebhookRow, secret = ""): ShopWebhook {
     active: w.active,
     headers: w.headers,
     description: w.description,
+    format: w.format,
+    coalesce: w.coalesce_changes,
+    rateLimit: w.rate_limit,
+    disabledReason: w.disabled_reason,
+    previousSecretExpiresAt: w.previous_secret && w.previous_secret_expires_at && w.previous_secret_expires_at > now ? ts(w.previous_secret_expires_at) : undefined,
+    health: health(w, outcome, now),
     secret,
     states: {
       state: w.state,
@@ -52,11 +118,6 @@ export function webhookMessage(w: sql.WebhookRow, secret = ""): ShopWebhook {
         : undefined,
     },
   });
-}
-
-export interface WebhookValidation {
-  allowHttp: boolean;
-  policy: AddressPolicy;
 }
 
 /** An absolute http(s) URL whose host is allowed (resolved now; checked again at every connection). */
@@ -92,23 +153,112 @@ export function validateHeaders(field: string, headers: WebhookHeader[]): Array<
   });
 }
 
-export function validateMetadata(field: string, metadata: string): string {
+function validateMetadata(field: string, metadata: string): string {
   if (Buffer.byteLength(metadata) > METADATA_MAX_BYTES) throw invalidArgument(field, `at most ${METADATA_MAX_BYTES} bytes, got ${Buffer.byteLength(metadata)}`);
   return metadata;
 }
 
-export function webhookService(ctx: AppContext, v: WebhookValidation): ServiceImpl<typeof Webhook> {
-  const list = async (shopId: string) => (await ctx.pool.query<sql.WebhookRow>(sql.listWebhooks(shopId))).rows.map((w) => webhookMessage(w));
+function validateTopics(field: string, topics: string[]): string[] {
+  if (topics.length > 50) throw invalidArgument(field, `at most 50 topics, got ${topics.length}`);
+  return topics.map((t, i) => {
+    const r = parseTopic(t);
+    if ("error" in r) throw invalidArgument(`${field}[${i}]`, r.error);
+    return r.sub;
+  });
+}
+
+/** Field names of the subscribed entities' messages; `fields` may only name these. */
+function validateFields(field: string, fields: string[], subs: string[]): string[] {
+  const entities = [...new Set(subs.map((s) => s.split(":")[0] as EntityName))];
+  const known = new Set(entities.flatMap((e) => ENTITY_DEFS[e].schema.fields.map((f) => f.name)));
+  if (fields.length > 100) throw invalidArgument(field, `at most 100 fields, got ${fields.length}`);
+  for (const f of fields) if (!known.has(f)) throw invalidArgument(field, `"${f.slice(0, 60)}" is not a field of ${entities.join(", ")}`);
+  return [...new Set(fields)];
+}
+
+function validateRate(field: string, rate: number): number {
+  if (!Number.isInteger(rate) || rate < 0 || rate > MAX_RATE_LIMIT) throw invalidArgument(field, `must be from 0 (no limit) to ${MAX_RATE_LIMIT} requests per second, got ${rate}`);
+  return rate;
+}
+
+const oneOfFormats = (field: string, f: string) => {
+  if (f === "") return "json" as const;
+  if (!(FORMATS as readonly string[]).includes(f)) throw invalidArgument(field, `must be one of json, xml, thin, got "${f.slice(0, 40)}"`);
+  return f as (typeof FORMATS)[number];
+};
+
+/** Every setting of a new webhook, validated. */
+async function newSettings(req: CreateWebhookRequest, v: WebhookValidation): Promise<sql.WebhookSettings> {
+  const entities = validateEntities("entities", req.entities);
+  const topics = validateTopics("topics", req.topics);
+  if (!entities.length && !topics.length) throw invalidArgument("entities", "at least one entity (or topic) is required");
+  const subs = subscriptions(entities, topics);
+  return {
+    url: await validateUrl("url", req.url, v),
+    entities,
+    topics: req.topics.map((t) => t.trim()),
+    subscriptions: subs,
+    fields: validateFields("fields", req.fields, subs),
+    metadata: validateMetadata("metadata", req.metadata),
+    headers: validateHeaders("headers", req.headers),
+    description: text("description", req.description, 500),
+    format: oneOfFormats("format", req.format),
+    coalesce_changes: req.coalesce,
+    rate_limit: validateRate("rate_limit", req.rateLimit),
+  };
+}
+
+const MASKABLE = ["url", "entities", "topics", "fields", "metadata", "headers", "description", "format", "coalesce", "rate_limit"];
+
+/** The settings an UpdateWebhook changes, validated against the webhook's current ones. */
+async function changedSettings(req: UpdateWebhookRequest, current: sql.WebhookRow, v: WebhookValidation): Promise<Partial<sql.WebhookSettings>> {
+  const mask = req.updateMask?.paths ?? [];
+  for (const p of mask) if (!MASKABLE.includes(p)) throw invalidArgument("update_mask", `unknown field "${p.slice(0, 40)}"; one of ${MASKABLE.join(", ")}`);
+  const named = (name: string, present: boolean) => (mask.length ? mask.includes(name) : present);
+  const set: Partial<sql.WebhookSettings> = {};
+  if (named("url", req.url !== undefined)) set.url = await validateUrl("url", req.url ?? "", v);
+  if (named("entities", req.entities.length > 0)) set.entities = validateEntities("entities", req.entities);
+  if (named("topics", req.topics.length > 0)) set.topics = req.topics.map((t) => t.trim());
+  const topicSubs = validateTopics("topics", set.topics ?? current.topics);
+  const entities = set.entities ?? current.entities;
+  if (set.entities || set.topics) {
+    if (!entities.length && !topicSubs.length) throw invalidArgument("entities", "at least one entity (or topic) is required");
+    set.subscriptions = subscriptions(entities, topicSubs);
+  }
+  if (named("fields", req.fields.length > 0) || set.subscriptions) set.fields = validateFields("fields", named("fields", req.fields.length > 0) ? req.fields : current.fields, set.subscriptions ?? current.subscriptions);
+  if (named("metadata", req.metadata !== undefined)) set.metadata = validateMetadata("metadata", req.metadata ?? "");
+  if (named("headers", req.headers.length > 0)) set.headers = validateHeaders("headers", req.headers);
+  if (named("description", req.description !== undefined)) set.description = text("description", req.description ?? "", 500);
+  if (named("format", req.format !== undefined)) set.format = oneOfFormats("format", req.format ?? "");
+  if (named("coalesce", req.coalesce !== undefined)) set.coalesce_changes = req.coalesce ?? false;
+  if (named("rate_limit", req.rateLimit !== undefined)) set.rate_limit = validateRate("rate_limit", req.rateLimit ?? 0);
+  return set;
+}
+
+export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceImpl<typeof Webhook> {
+  const get = async (shopId: string, id: string) => {
+    const row = (await ctx.pool.query<sql.WebhookRow>(sql.getWebhook(shopId, id))).rows[0];
+    if (!row) throw notFound(`webhook ${id}`);
+    return row;
+  };
+  /** Webhook messages with health (one query for the attempts of all of them). */
+  const messages = async (shopId: string, rows: sql.WebhookRow[]) => {
+    const now = ctx.clock.now();
+    const { rows: outcomes } = await ctx.pool.query<Outcome & { webhook_id: string }>(recentOutcomes(shopId, rows.map((r) => r.id), new Date(now.getTime() - HEALTH_WINDOW_MS)));
+    const by = new Map(outcomes.map((o) => [o.webhook_id, o]));
+    return rows.map((r) => webhookMessage(r, by.get(r.id), now));
+  };
+  const one = async (shopId: string, row: sql.WebhookRow) => (await messages(shopId, [row]))[0]!;
+  const list = async (shopId: string) => messages(shopId, (await ctx.pool.query<sql.WebhookRow>(sql.listWebhooks(shopId))).rows);
+  const changed = (shopId: string, id: string) => {
+    ctx.webhooksChanged?.(shopId);
+    deps.wake(id);
+  };
+
   return {
     async createWebhook(req, hc) {
       const shopId = principal(hc).shopId;
-      if (!req.entities.length) throw invalidArgument("entities", "at least one entity is required");
-      const entities = validateEntities("entities", req.entities);
-      if (req.fields.length) throw invalidArgument("fields", "not supported yet; leave it empty");
-      const url = await validateUrl("url", req.url, v);
-      const headers = validateHeaders("headers", req.headers);
-      const metadata = validateMetadata("metadata", req.metadata);
-      const description = text("description", req.description, 500);
+      const settings = await newSettings(req, deps.validation);
       let after: [string, string] | undefined;
       if (req.after) {
         const c = ctx.cursors.decode(req.after, "after", "changes", shopId);
@@ -121,10 +271,10 @@ export function webhookService(ctx: AppContext, v: WebhookValidation): ServiceIm
         await tx.query(sql.lockShopWebhooks(shopId));
         const { rows } = await tx.query<{ n: number }>(sql.countWebhooks(shopId));
         if (rows[0]!.n >= ctx.config.maxWebhooksPerShop) throw failedPrecondition(`a shop may have at most ${ctx.config.maxWebhooksPerShop} webhooks; delete one first`);
-        return (await tx.query<sql.WebhookRow>(sql.insertWebhook(shopId, { id, url, entities, fields: [], metadata, headers, description, secret, now: new Date(), after }))).rows[0]!;
+        return (await tx.query<sql.WebhookRow>(sql.insertWebhook(shopId, { ...settings, id, secret, now: new Date(), after }))).rows[0]!;
       });
-      ctx.webhooksChanged?.(shopId);
-      return webhookMessage(row, secret);
+      changed(shopId, id);
+      return webhookMessage(row, undefined, ctx.clock.now(), secret);
     },
 
     async getWebhooks(_req, hc) {
@@ -133,10 +283,7 @@ export function webhookService(ctx: AppContext, v: WebhookValidation): ServiceIm
 
     async getWebhook(req, hc) {
       const shopId = principal(hc).shopId;
-      const id = requireId("id", req.id);
-      const row = (await ctx.pool.query<sql.WebhookRow>(sql.getWebhook(shopId, id))).rows[0];
-      if (!row) throw notFound(`webhook ${id}`);
-      return webhookMessage(row);
+      return one(shopId, await get(shopId, requireId("id", req.id)));
     },
 
     async deleteWebhook(req, hc) {
@@ -148,6 +295,70 @@ export function webhookService(ctx: AppContext, v: WebhookValidation): ServiceIm
       return { webhooks: await list(shopId) };
     },
 
+    async updateWebhook(req, hc) {
+      const shopId = principal(hc).shopId;
+      const id = requireId("id", req.id);
+      const current = await get(shopId, id);
+      const set = await changedSettings(req, current, deps.validation);
+      if (!Object.keys(set).length) return one(shopId, current);
+      const row = (await ctx.pool.query<sql.WebhookRow>(sql.updateSettings(shopId, id, set, new Date()))).rows[0];
+      if (!row) throw notFound(`webhook ${id}`);
+      changed(shopId, id);
+      return one(shopId, row);
+    },
+
+    async setActive(req, hc) {
+      const shopId = principal(hc).shopId;
+      const id = requireId("id", req.id);
+      const row = (await ctx.pool.query<sql.WebhookRow>(sql.setActive(shopId, id, req.active, new Date()))).rows[0];
+      if (!row) throw notFound(`webhook ${id}`);
+      changed(shopId, id);
+      return one(shopId, row);
+    },
+
+    async rotateSecret(req, hc) {
+      const shopId = principal(hc).shopId;
+      const id = requireId("id", req.id);
+      if (!Number.isInteger(req.graceSeconds) || req.graceSeconds < 0 || req.graceSeconds > MAX_GRACE_SECONDS) {
+        throw invalidArgument("grace_seconds", `must be from 0 to ${MAX_GRACE_SECONDS} (7 days), got ${req.graceSeconds}`);
+      }
+      const secret = newSecret();
+      const expires = req.graceSeconds ? new Date(ctx.clock.now().getTime() + req.graceSeconds * 1000) : null;
+      const row = (await ctx.pool.query<sql.WebhookRow>(sql.rotateSecret(shopId, id, secret, expires, new Date()))).rows[0];
+      if (!row) throw notFound(`webhook ${id}`);
+      return { secret, previousSecretExpiresAt: ts(expires) };
+    },
+
+    async recoverWebhook(req, hc) {
+      const shopId = principal(hc).shopId;
+      const id = requireId("id", req.id);
+      if (!req.since) throw invalidArgument("since", "required");
+      const since = timestampDate(req.since);
+      const now = ctx.clock.now();
+      if (since > now) throw invalidArgument("since", "must not be in the future");
+      const oldest = new Date(now.getTime() - ctx.config.changeRetentionHours * 3_600_000);
+      if (since < oldest) throw failedPrecondition(`since: older than the ${ctx.config.changeRetentionHours}h change retention; the earliest time to recover from is ${oldest.toISOString()}`);
+      await get(shopId, id);
+      // Hold deliverers off, then take the lease ourselves (a request in flight finishes first),
+      // so the cursor never moves under a sender.
+      await ctx.pool.query(sql.hold(shopId, id, Math.ceil(ctx.config.deliveryTimeoutMs / 1000) + 30));
+      const owner = `recover:${id}:${Date.now()}`;
+      const until = Date.now() + ctx.config.deliveryTimeoutMs + 5_000;
+      while (!(await ctx.pool.query(sql.acquireLeases([id], owner, 60, true))).rowCount) {
+        if (Date.now() > until) {
+          await ctx.pool.query(sql.unhold(shopId, id));
+          throw new ConnectError(`webhook ${id} is busy delivering; try again`, Code.Unavailable);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const first = (await ctx.pool.query<{ xid: string; id: string }>(sql.firstChangeSince(shopId, since))).rows[0];
+      const row = (await ctx.pool.query<sql.WebhookRow>(sql.recover(shopId, id, owner, first ? [first.xid, first.id] : null, new Date()))).rows[0];
+      if (!row) throw notFound(`webhook ${id}`);
+      changed(shopId, id);
+      return one(shopId, row);
+    },
+
     getChanges: getChanges(ctx),
+    ...webhookDeliveries(ctx, deps, get),
   };
 }

@@ -15,8 +15,9 @@ import type { Pool } from "../db/pool.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import type { Logger } from "../logger.ts";
 import { version } from "../version.ts";
-import { buildBody } from "./batch.ts";
+import { fitting, render, views } from "./batch.ts";
 import { DeliveryStore } from "./delivery-store.ts";
+import type { History } from "./history.ts";
 import type { HttpSender, SendResult } from "./http-sender.ts";
 import { afterFailure } from "./retry-schedule.ts";
 import { signatureHeaders } from "./signing.ts";
@@ -27,6 +28,7 @@ export interface DelivererDeps {
   clock: Clock;
   config: Config;
   sender: HttpSender;
+  history: History;
   ids: IdAllocator;
   /** This instance's name in leases. */
   owner: string;
@@ -34,18 +36,34 @@ export interface DelivererDeps {
   schedule(webhookId: string, at?: Date): Promise<void>;
 }
 
-/** A batch ready to send: its callback id, the end of its range, its body and changes. */
+/** A batch: its callback id, the range it covers, and its changes (as stored). */
 interface Batch {
   id: string;
+  fromXid: string;
+  fromSeq: string;
   endXid: string;
   endSeq: string;
-  body: string;
-  changes: sql.BatchChangeRow[];
+  rows: sql.BatchChangeRow[];
 }
 
 /** Batches one turn sends before yielding its slot to other webhooks. */
 const BATCHES_PER_TURN = 20;
 export const USER_AGENT = `shophook/${version} (+https://github.com/shophook/shophook)`;
+
+/** The secrets that sign now: the current one, and the previous one during its rotation grace. */
+export function signingSecrets(w: sql.WebhookRow, now: Date): string[] {
+  return w.previous_secret && w.previous_secret_expires_at && w.previous_secret_expires_at > now ? [w.secret, w.previous_secret] : [w.secret];
+}
+
+/** Seconds a 429's Retry-After asks for (delta-seconds or an HTTP date), or undefined. */
+export function retryAfterSeconds(value: string | undefined, now: Date): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now.getTime()) / 1000));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Deliverer {
   private readonly deps: DelivererDeps;
@@ -54,6 +72,8 @@ export class Deliverer {
   private readonly again = new Set<string>();
   private readonly waiting: string[] = [];
   private readonly waitingSet = new Set<string>();
+  /** When each rate-limited webhook last sent (this process). */
+  private readonly lastSend = new Map<string, number>();
   private stopping = false;
   private readonly store: DeliveryStore;
 
@@ -107,9 +127,8 @@ export class Deliverer {
   }
 
   private async turn(id: string): Promise<void> {
-    const { pool, owner } = this.deps;
     const leased = await this.store.acquire.call(id);
-    // Another sender holds it (and its release will see what woke us), or it is gone.
+    // Another sender holds it (and its release will see what woke us), or it is held, or gone.
     if (!leased) return;
     let w: sql.WebhookRow = leased;
     let released = false;
@@ -120,7 +139,7 @@ export class Deliverer {
       if (w.batch_id !== null) batch = await this.pending(w);
       else {
         const first = await this.cut(w, w.cursor_xid, w.cursor_seq);
-        if (first.skip) await pool.query(sql.skipTo(w.id, owner, first.skip[0], first.skip[1]));
+        if (first.skip) await this.deps.pool.query(sql.skipTo(w.id, this.deps.owner, first.skip[0], first.skip[1]));
         if (!first.batch) return;
         batch = first.batch;
         await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq });
@@ -136,9 +155,10 @@ export class Deliverer {
         const more = n < BATCHES_PER_TURN && !this.stopping;
         const next: { batch?: Batch; skip?: [string, string] } = more ? await this.cut(w, batch.endXid, batch.endSeq) : {};
         const row = await this.store.delivered.call({ id: w.id, sentAt: this.deps.clock.now(), next: next.batch, skip: next.skip });
-        if (!row) return; // lease lost (deleted, or taken over after a stall): stop quietly
+        if (!row) return; // lease lost (deleted, recovered, or taken over after a stall): stop quietly
         w = row;
-        if (!next.batch) {
+        const held = w.held_until !== null && w.held_until > new Date();
+        if (!next.batch || !w.active || held) {
           // Budget spent with work maybe left: queue behind the others (release checks too).
           if (!more && !this.stopping) this.again.add(id);
           return;
@@ -162,12 +182,12 @@ export class Deliverer {
     const { horizon, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges });
     if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
     const id = await this.deps.ids.next();
-    const { body, count } = buildBody(id, changes, config.batchMaxBytes);
+    const count = fitting(id, changes, config.batchMaxBytes);
     // A short page that fits whole covers everything below the horizon: end the batch there.
     const whole = count === changes.length && changes.length < config.batchMaxChanges;
     const last = changes[count - 1]!;
     const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
-    return { batch: { id, endXid, endSeq, body, changes: changes.slice(0, count) } };
+    return { batch: { id, fromXid: xid, fromSeq: seq, endXid, endSeq, rows: changes.slice(0, count) } };
   }
 
   /** The stored batch of a webhook, re-read exactly (same id, same range). */
@@ -181,28 +201,76 @@ export class Deliverer {
       endSeq: w.batch_end_seq,
       limit: this.deps.config.batchMaxChanges,
     });
-    const { body } = buildBody(w.batch_id!, changes, Number.MAX_SAFE_INTEGER);
-    return { id: w.batch_id!, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, body, changes };
+    return { id: w.batch_id!, fromXid: w.cursor_xid, fromSeq: w.cursor_seq, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, rows: changes };
+  }
+
+  /** Waits out the webhook's rate limit (requests per second), if it has one. */
+  private async pace(w: sql.WebhookRow) {
+    if (!w.rate_limit) return;
+    const wait = (this.lastSend.get(w.id) ?? 0) + 1000 / w.rate_limit - performance.now();
+    if (wait > 0) await sleep(wait);
+    this.lastSend.set(w.id, performance.now());
   }
 
   private async send(w: sql.WebhookRow, batch: Batch): Promise<SendResult> {
-    // A stored batch can match nothing any more (the webhook's entities changed): nothing to send.
-    if (!batch.changes.length) return { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
+    const changes = views(batch.rows, { fields: w.fields, coalesce: w.coalesce_changes });
+    // A stored batch can match nothing any more (the webhook's subscriptions changed): nothing to send.
+    if (!changes.length) return { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
+    const { body, contentType } = render(batch.id, changes, { format: w.format, fields: w.fields, coalesce: w.coalesce_changes, shopId: w.shop_id });
+    const entities = [...new Set(changes.map((c) => c.entity))];
     const headers = {
       ...Object.fromEntries(w.headers.map((h) => [h.name, h.value])),
-      ...signatureHeaders([w.secret], batch.id, Math.floor(Date.now() / 1000), batch.body),
-      "x-shophook-event": [...new Set(batch.changes.map((c) => c.entity))].join(","),
+      ...signatureHeaders(signingSecrets(w, this.deps.clock.now()), batch.id, Math.floor(Date.now() / 1000), body),
+      "content-type": contentType,
+      "x-shophook-event": entities.join(","),
       "x-shophook-webhook-id": w.id,
     };
-    return this.deps.sender.post(w.url, headers, batch.body);
+    await this.pace(w);
+    const result = await this.deps.sender.post(w.url, headers, body);
+    await this.deps.history.record({
+      shop_id: w.shop_id,
+      webhook_id: w.id,
+      callback_id: batch.id,
+      attempt: w.batch_id === batch.id ? w.attempts + 1 : 1,
+      test: false,
+      url: w.url,
+      events: [...new Set(changes.map((c) => `${c.entity}.${c.change_type}d`))],
+      change_count: changes.length,
+      from_xid: batch.fromXid,
+      from_seq: batch.fromSeq,
+      end_xid: batch.endXid,
+      end_seq: batch.endSeq,
+      request_headers: { ...headers, "user-agent": USER_AGENT },
+      body_size: Buffer.byteLength(body),
+      status: result.ok ? "success" : "failed",
+      response_status: result.status,
+      response_headers: result.headers,
+      response_body: result.body,
+      error: result.error,
+      duration_ms: result.durationMs,
+      created_at: this.deps.clock.now(),
+    });
+    return result;
   }
 
-  /** Records a failed attempt: retry at the next step of the schedule, or stop after the window. */
+  /**
+   * Records a failed attempt: retry at the next step of the schedule (or when a 429's
+   * Retry-After says, bounded), stop after the window, or, on 410 Gone, deactivate the webhook.
+   */
   private async failed(w: sql.WebhookRow, result: SendResult): Promise<void> {
-    const now = this.deps.clock.now();
+    const { config, clock } = this.deps;
+    const now = clock.now();
     const failures = w.attempts + 1;
     const failingSince = w.failing_since ?? now;
-    const next = afterFailure(failures, failingSince, now, this.deps.config);
+    let next = afterFailure(failures, failingSince, now, config);
+    let disabledReason: string | undefined;
+    if (result.status === 410) {
+      next = { state: "stop" };
+      disabledReason = `the receiver answered 410 Gone at ${now.toISOString()}: delivery is paused; SetActive resumes it from the first undelivered change`;
+    } else if (result.status === 429 && next.state === "retry") {
+      const asked = retryAfterSeconds(result.headers["retry-after"], now);
+      if (asked !== undefined) next = { state: "retry", at: new Date(now.getTime() + Math.min(Math.max(asked, 1), config.retryAfterMaxSeconds) * 1000) };
+    }
     await this.deps.pool.query(
       sql.batchFailed(w.id, this.deps.owner, {
         state: next.state,
@@ -211,6 +279,7 @@ export class Deliverer {
         nextAttemptAt: next.state === "retry" ? next.at : null,
         sentAt: now,
         lastError: { error: result.error, resp_status: result.status, resp_body: result.body, retried: failures, sent_at: now.toISOString() },
+        disabledReason,
       }),
     );
     this.deps.log.info({ webhookId: w.id, error: result.error, status: result.status, failures, state: next.state }, "delivery failed");

@@ -20,9 +20,8 @@ import type { AppContext } from "../context.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import type { Committed } from "../store/write.ts";
 import { Deliverer } from "./deliverer.ts";
-import { HttpSender } from "./http-sender.ts";
-import { AddressPolicy } from "./ssrf.ts";
-import { USER_AGENT } from "./deliverer.ts";
+import type { History } from "./history.ts";
+import type { HttpSender } from "./http-sender.ts";
 
 export const WAKE_QUEUE = "webhook-wake";
 const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
@@ -36,7 +35,6 @@ interface ShopHooks {
 
 export class DeliveryEngine {
   readonly deliverer: Deliverer;
-  readonly sender: HttpSender;
   private readonly ctx: AppContext;
   private readonly boss: PgBoss;
   private pending = new Map<string, { entities: Set<string>; xid: bigint }>();
@@ -50,24 +48,24 @@ export class DeliveryEngine {
   /** This engine's name in leases and in delivery_instances. */
   readonly owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
-  private constructor(ctx: AppContext, boss: PgBoss, policy: AddressPolicy) {
+  private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History) {
     this.ctx = ctx;
     this.boss = boss;
-    this.sender = new HttpSender(policy, { timeoutMs: ctx.config.deliveryTimeoutMs, userAgent: USER_AGENT });
     this.deliverer = new Deliverer({
       pool: ctx.pool,
       log: ctx.log,
       clock: ctx.clock,
       config: ctx.config,
-      sender: this.sender,
+      sender,
+      history,
       ids: ctx.ids,
       owner: this.owner,
       schedule: (id, at) => this.schedule([id], at),
     });
   }
 
-  static async start(ctx: AppContext, boss: PgBoss, policy: AddressPolicy): Promise<DeliveryEngine> {
-    const engine = new DeliveryEngine(ctx, boss, policy);
+  static async start(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History): Promise<DeliveryEngine> {
+    const engine = new DeliveryEngine(ctx, boss, sender, history);
     // Alive from now on: our leases hold while we heartbeat (every 2 s), and die with us.
     await ctx.pool.query(sql.heartbeat(engine.owner));
     await ctx.pool.query(sql.pruneInstances());
@@ -176,6 +174,5 @@ export class DeliveryEngine {
     await this.deliverer.stop(timeoutMs);
     clearInterval(this.heartbeatTimer);
     await this.ctx.pool.query(sql.forgetInstance(this.owner)).catch(() => undefined);
-    await this.sender.close();
   }
 }

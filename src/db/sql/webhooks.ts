@@ -27,6 +27,17 @@ export interface WebhookRow {
   last_error: LastError | null;
   lease_owner: string | null;
   lease_until: Date | null;
+  subscriptions: string[];
+  topics: string[];
+  format: "json" | "xml" | "thin";
+  coalesce_changes: boolean;
+  rate_limit: number;
+  previous_secret: string | null;
+  previous_secret_expires_at: Date | null;
+  disabled_reason: string;
+  last_success_at: Date | null;
+  last_failure_at: Date | null;
+  held_until: Date | null;
 }
 
 export interface LastError {
@@ -37,14 +48,23 @@ export interface LastError {
   sent_at: string;
 }
 
-export interface NewWebhook {
-  id: string;
+/** The settings a shop chooses for a webhook (CreateWebhook, UpdateWebhook). */
+export interface WebhookSettings {
   url: string;
   entities: string[];
+  topics: string[];
+  subscriptions: string[];
   fields: string[];
   metadata: string;
   headers: Array<{ name: string; value: string }>;
   description: string;
+  format: "json" | "xml" | "thin";
+  coalesce_changes: boolean;
+  rate_limit: number;
+}
+
+export interface NewWebhook extends WebhookSettings {
+  id: string;
   secret: string;
   now: Date;
   /** Start after this position; undefined: at the current horizon (changes committed from now on). */
@@ -63,11 +83,90 @@ export const countWebhooks = (shopId: string): Query => ({
 });
 
 export const insertWebhook = (shopId: string, w: NewWebhook): Query => ({
-  text: `INSERT INTO webhooks (id, shop_id, url, entities, fields, metadata, headers, description, secret, created_at, updated_at, cursor_xid, cursor_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10,
-                 coalesce($11::xid8, pg_snapshot_xmin(pg_current_snapshot())), coalesce($12::bigint, 0))
+  text: `INSERT INTO webhooks (id, shop_id, url, entities, topics, subscriptions, fields, metadata, headers, description, format, coalesce_changes, rate_limit,
+                               secret, created_at, updated_at, cursor_xid, cursor_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15,
+                 coalesce($16::xid8, pg_snapshot_xmin(pg_current_snapshot())), coalesce($17::bigint, 0))
          RETURNING *`,
-  values: [w.id, shopId, w.url, w.entities, w.fields, w.metadata, JSON.stringify(w.headers), w.description, w.secret, w.now, w.after?.[0] ?? null, w.after?.[1] ?? null],
+  values: [
+    w.id, shopId, w.url, w.entities, w.topics, w.subscriptions, w.fields, w.metadata, JSON.stringify(w.headers), w.description, w.format,
+    w.coalesce_changes, w.rate_limit, w.secret, w.now, w.after?.[0] ?? null, w.after?.[1] ?? null,
+  ],
+});
+
+const SETTINGS: ReadonlyArray<keyof WebhookSettings> = [
+  "url", "entities", "topics", "subscriptions", "fields", "metadata", "headers", "description", "format", "coalesce_changes", "rate_limit",
+];
+
+/** Changes some settings of a shop's webhook (column names from SETTINGS, never from input). */
+export function updateSettings(shopId: string, id: string, set: Partial<WebhookSettings>, now: Date): Query {
+  const values: unknown[] = [shopId, id, now];
+  const assignments = Object.entries(set).map(([col, v]) => {
+    if (!SETTINGS.includes(col as keyof WebhookSettings)) throw new Error(`not a webhook setting: ${col}`);
+    values.push(col === "headers" ? JSON.stringify(v) : v);
+    return `${col} = $${values.length}`;
+  });
+  return {
+    text: `UPDATE webhooks SET ${[...assignments, "updated_at = $3"].join(", ")} WHERE shop_id = $1 AND id = $2 RETURNING *`,
+    values,
+  };
+}
+
+/**
+ * Pauses or resumes delivery. Resuming also ends a "stop" (and a 410's deactivation): the next
+ * turn starts at the first undelivered change, its pending batch first.
+ */
+export const setActive = (shopId: string, id: string, active: boolean, now: Date): Query => ({
+  text: `UPDATE webhooks SET active = $3, updated_at = $4,
+                state = CASE WHEN $3 AND state = 'stop' THEN 'ok' ELSE state END,
+                attempts = CASE WHEN $3 AND state = 'stop' THEN 0 ELSE attempts END,
+                failing_since = CASE WHEN $3 AND state = 'stop' THEN NULL ELSE failing_since END,
+                next_attempt_at = CASE WHEN $3 THEN NULL ELSE next_attempt_at END,
+                disabled_reason = CASE WHEN $3 THEN '' ELSE disabled_reason END
+          WHERE shop_id = $1 AND id = $2 RETURNING *`,
+  values: [shopId, id, active, now],
+});
+
+export const rotateSecret = (shopId: string, id: string, secret: string, previousExpiresAt: Date | null, now: Date): Query => ({
+  text: `UPDATE webhooks SET previous_secret = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE secret END,
+                previous_secret_expires_at = $4, secret = $3, updated_at = $5
+          WHERE shop_id = $1 AND id = $2 RETURNING *`,
+  values: [shopId, id, secret, previousExpiresAt, now],
+});
+
+/** Makes a pending retry due now (RetryDelivery of the pending batch). */
+export const retryNow = (shopId: string, id: string, now: Date): Query => ({
+  text: `UPDATE webhooks SET next_attempt_at = $3 WHERE shop_id = $1 AND id = $2 AND state = 'retry' RETURNING id`,
+  values: [shopId, id, now],
+});
+
+/** Keeps deliverers off a webhook for a while (they end their turn and take no new one). */
+export const hold = (shopId: string, id: string, seconds: number): Query => ({
+  text: "UPDATE webhooks SET held_until = now() + make_interval(secs => $3) WHERE shop_id = $1 AND id = $2 RETURNING id",
+  values: [shopId, id, seconds],
+});
+
+export const unhold = (shopId: string, id: string): Query => ({
+  text: "UPDATE webhooks SET held_until = NULL WHERE shop_id = $1 AND id = $2",
+  values: [shopId, id],
+});
+
+/** The first change at or after `since` for the shop: where a recovery starts. */
+export const firstChangeSince = (shopId: string, since: Date): Query => ({
+  text: `SELECT xid::text AS xid, id FROM changes WHERE shop_id = $1 AND time >= $2 ORDER BY xid, id LIMIT 1`,
+  values: [shopId, since],
+});
+
+/**
+ * Moves the cursor back to just before (xid, seq) (or to the horizon when nothing is that recent),
+ * drops the pending batch and the failure streak, releases the hold and the lease we hold.
+ */
+export const recover = (shopId: string, id: string, owner: string, from: [string, string] | null, now: Date): Query => ({
+  text: `UPDATE webhooks SET cursor_xid = coalesce($4::xid8, pg_snapshot_xmin(pg_current_snapshot())), cursor_seq = coalesce($5::bigint, 0),
+                batch_id = NULL, batch_end_xid = NULL, batch_end_seq = NULL, state = 'ok', attempts = 0, failing_since = NULL,
+                next_attempt_at = NULL, held_until = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6
+          WHERE shop_id = $1 AND id = $2 AND lease_owner = $3 RETURNING *`,
+  values: [shopId, id, owner, from?.[0] ?? null, from ? (BigInt(from[1]) - 1n).toString() : null, now],
 });
 
 export const listWebhooks = (shopId: string): Query => ({
@@ -94,6 +193,14 @@ export const webhooksOfShop = (shopId: string): Query => ({
 // --- delivery --------------------------------------------------------------------------
 
 
+/**
+ * Whether change `c` goes to webhook `w`: its entity (any action) or its entity and action is
+ * subscribed, and, for an update when `w.fields` is set, one of those fields changed.
+ */
+const MATCHES = `((c.entity || ':*') = ANY(w.subscriptions) OR (c.entity || ':' || c.change_type) = ANY(w.subscriptions))
+  AND (c.change_type <> 'update' OR cardinality(w.fields) = 0
+       OR EXISTS (SELECT 1 FROM json_object_keys(c.changed -> c.entity) k WHERE k = ANY(w.fields)))`;
+
 /** Seconds without a heartbeat after which an engine counts as dead and its leases as free. */
 export const DEAD_AFTER_SECONDS = 6;
 
@@ -112,12 +219,16 @@ export const pruneInstances = (): Query => ({ text: "DELETE FROM delivery_instan
 const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXISTS (
   SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner AND i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})))`;
 
-/** Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds are left out. */
-export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number): Query => ({
+/**
+ * Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds
+ * are left out, and so are held webhooks, unless `overrideHold` (the operation that held them).
+ */
+export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number, overrideHold = false): Query => ({
   text: `UPDATE webhooks w SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
           WHERE w.id = ANY($1::bigint[]) AND (w.lease_owner = $2 OR ${LEASE_FREE})
+            AND ($4 OR w.held_until IS NULL OR w.held_until < now())
           RETURNING *`,
-  values: [ids, owner, ttlSeconds],
+  values: [ids, owner, ttlSeconds, overrideHold],
 });
 
 /**
@@ -129,7 +240,7 @@ export const releaseLeases = (ids: string[], owner: string): Query => ({
          RETURNING w.id, w.state = 'ok' AND w.active AND EXISTS (
            SELECT 1 FROM changes c
             WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-              AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND c.entity = ANY(w.entities)) AS more`,
+              AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND ${MATCHES}) AS more`,
   values: [ids, owner],
 });
 
@@ -175,7 +286,7 @@ SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, c.*
     SELECT c.id, c.xid::text AS xid, c.xid AS xid8, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
       FROM changes c
      WHERE c.shop_id = req.shop_id AND (c.xid, c.id) > (req.from_xid, req.from_seq) AND c.xid < h.horizon
-       AND c.entity = ANY(w.entities) AND (req.end_xid IS NULL OR (c.xid, c.id) <= (req.end_xid, req.end_seq))
+       AND ${MATCHES} AND (req.end_xid IS NULL OR (c.xid, c.id) <= (req.end_xid, req.end_seq))
      ORDER BY c.xid, c.id LIMIT req.lim
   ) c ON true
  ORDER BY req.ord, c.xid8, c.id`,
@@ -220,7 +331,7 @@ export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: 
     text: `UPDATE webhooks w SET cursor_xid = coalesce(v.skip_xid, w.batch_end_xid), cursor_seq = coalesce(v.skip_seq, w.batch_end_seq),
                   batch_id = v.next_id, batch_end_xid = v.next_end_xid, batch_end_seq = v.next_end_seq,
                   state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = v.sent_at,
-                  lease_until = now() + make_interval(secs => $9)
+                  last_success_at = v.sent_at, lease_until = now() + make_interval(secs => $9)
              FROM unnest($1::bigint[], $2::timestamptz[], $3::xid8[], $4::bigint[], $5::bigint[], $6::xid8[], $7::bigint[])
                   AS v(id, sent_at, skip_xid, skip_seq, next_id, next_end_xid, next_end_seq)
             WHERE w.id = v.id AND w.lease_owner = $8 AND w.batch_id IS NOT NULL
@@ -243,13 +354,14 @@ export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: 
 export const batchFailed = (
   id: string,
   owner: string,
-  f: { state: "retry" | "stop"; attempts: number; failingSince: Date; nextAttemptAt: Date | null; sentAt: Date; lastError: LastError },
+  f: { state: "retry" | "stop"; attempts: number; failingSince: Date; nextAttemptAt: Date | null; sentAt: Date; lastError: LastError; disabledReason?: string },
 ): Query => ({
   text: `UPDATE webhooks SET state = $3, attempts = $4, failing_since = $5, next_attempt_at = $6, last_sent_at = $7, last_error = $8,
-                lease_owner = NULL, lease_until = NULL
+                last_failure_at = $7, lease_owner = NULL, lease_until = NULL,
+                active = active AND $9::text IS NULL, disabled_reason = coalesce($9, disabled_reason)
           WHERE id = $1 AND lease_owner = $2
           RETURNING *`,
-  values: [id, owner, f.state, f.attempts, f.failingSince, f.nextAttemptAt, f.sentAt, JSON.stringify(f.lastError)],
+  values: [id, owner, f.state, f.attempts, f.failingSince, f.nextAttemptAt, f.sentAt, JSON.stringify(f.lastError), f.disabledReason ?? null],
 });
 
 /**
@@ -259,12 +371,12 @@ export const batchFailed = (
  */
 export const sweep = (now: Date, limit: number): Query => ({
   text: `SELECT w.id FROM webhooks w
-          WHERE w.active AND w.state <> 'stop' AND ${LEASE_FREE}
+          WHERE w.active AND w.state <> 'stop' AND ${LEASE_FREE} AND (w.held_until IS NULL OR w.held_until < now())
             AND CASE WHEN w.state = 'retry' THEN w.next_attempt_at <= $1
                      ELSE w.batch_id IS NOT NULL OR EXISTS (
                        SELECT 1 FROM changes c
                         WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-                          AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND c.entity = ANY(w.entities))
+                          AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND ${MATCHES})
                 END
           LIMIT $2`,
   values: [now, limit],
