@@ -89,19 +89,19 @@ export const clearDeliveries = (shopId: string, webhookId: string, before: Date 
   values: [shopId, webhookId, before, status],
 });
 
-/** Totals and duration percentiles of a webhook's attempts (tests excluded) over [from, to). */
+/** Totals and duration percentiles of a webhook's attempts (tests excluded) over [from, to]. */
 export const stats = (shopId: string, webhookId: string, from: Date, to: Date): Query => ({
   text: `SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'success')::int AS success,
                 coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), 0)::int AS p50,
                 coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms), 0)::int AS p95
-           FROM deliveries WHERE shop_id = $1 AND webhook_id = $2 AND NOT test AND created_at >= $3 AND created_at < $4`,
+           FROM deliveries WHERE shop_id = $1 AND webhook_id = $2 AND NOT test AND created_at >= $3 AND created_at <= $4`,
   values: [shopId, webhookId, from, to],
 });
 
 export const statsByDay = (shopId: string, webhookId: string, from: Date, to: Date): Query => ({
   text: `SELECT to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day, count(*)::int AS total,
                 count(*) FILTER (WHERE status = 'success')::int AS success
-           FROM deliveries WHERE shop_id = $1 AND webhook_id = $2 AND NOT test AND created_at >= $3 AND created_at < $4
+           FROM deliveries WHERE shop_id = $1 AND webhook_id = $2 AND NOT test AND created_at >= $3 AND created_at <= $4
           GROUP BY 1 ORDER BY 1`,
   values: [shopId, webhookId, from, to],
 });
