@@ -24,9 +24,12 @@ import { startBoss } from "./jobs/boss.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createHttpHandler } from "./server/http-handler.ts";
 import { createOnePortServer } from "./server/one-port.ts";
+import { metricsRoute, plainRoutes } from "./server/plain-routes.ts";
+import { Metrics } from "./metrics.ts";
 
 export interface App extends AppContext {
   db: Database;
+  metrics: Metrics;
   boss: PgBoss;
   /** Undefined when SHOPHOOK_DELIVERY_ENABLED=false. */
   delivery: DeliveryEngine | undefined;
@@ -62,9 +65,10 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     const policy = new AddressPolicy(config.webhookAllowPrivate);
     sender = new HttpSender(policy, { timeoutMs: config.deliveryTimeoutMs, userAgent: USER_AGENT });
     const history = new History(db.deliveryPool, ctx.ids, log);
+    const metrics = new Metrics(db.pool);
     boss = await startBoss(ctx, db.url);
     if (config.deliveryEnabled) {
-      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history);
+      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history, metrics);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
       ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);
@@ -72,8 +76,9 @@ export async function startApp(config: Config, log: Logger = createLogger(config
 
     const server = createOnePortServer(
       createHttpHandler({
-        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, wake: (id) => delivery?.schedule([id]) }),
-        interceptors: [edgeInterceptor(log), authInterceptor(db.pool)],
+        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake: (id) => delivery?.schedule([id]) }),
+        interceptors: [edgeInterceptor(log, metrics), authInterceptor(db.pool)],
+        extra: plainRoutes([metricsRoute(metrics, config.metricsToken)]),
         bodyLimitBytes: config.bodyLimitBytes,
         log,
         ready: () => migrationsApplied(db.pool, latest),
@@ -95,7 +100,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         await db.close();
         log.info("stopped");
       })());
-    return { ...ctx, db, boss, delivery, url, port: address.port, stop };
+    return { ...ctx, db, boss, delivery, metrics, url, port: address.port, stop };
   } catch (err) {
     await delivery?.stop(0).catch(() => undefined);
     await sender?.close();

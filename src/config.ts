@@ -60,6 +60,10 @@ export interface Config {
   retryAfterMaxSeconds: number;
   /** Days of delivery history kept. `SHOPHOOK_DELIVERY_HISTORY_DAYS`, default 30. */
   deliveryHistoryDays: number;
+  /** Bearer token for GET /metrics; unset: /metrics answers loopback clients only. `SHOPHOOK_METRICS_TOKEN`. */
+  metricsToken: string | undefined;
+  /** Warn when a transaction holding the feed back has been open this long. `SHOPHOOK_STALL_WARN_SECONDS`, default 30. */
+  stallWarnSeconds: number;
 }
 
 /** The project root: two levels above this file (src/config.ts). */
@@ -125,6 +129,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryEnabled: bool(env, "SHOPHOOK_DELIVERY_ENABLED", true),
     retryAfterMaxSeconds: int(env, "SHOPHOOK_RETRY_AFTER_MAX_SECONDS", 3600, 1, 86_400),
     deliveryHistoryDays: int(env, "SHOPHOOK_DELIVERY_HISTORY_DAYS", 30, 1, 3650),
+    metricsToken: env.SHOPHOOK_METRICS_TOKEN || undefined,
+    stallWarnSeconds: int(env, "SHOPHOOK_STALL_WARN_SECONDS", 30, 1, 86_400),
   };
 }
 

@@ -5,6 +5,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
 
 export const invalidArgument = (field: string, problem: string) => new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
 export const notFound = (what: string) => new ConnectError(`${what} not found`, Code.NotFound);
@@ -19,19 +20,25 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
  * Outermost interceptor: gives each call a request id (the client's `x-request-id` when sane),
  * logs the call, and turns unexpected errors into a bare `internal`.
  */
-export function edgeInterceptor(log: Logger): Interceptor {
+export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
   return (next) => async (req) => {
     const given = req.header.get("x-request-id");
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     const started = performance.now();
     const rpc = `${req.service.typeName}/${req.method.name}`;
+    const observe = (code: string) => {
+      metrics?.rpcs.inc({ rpc, code });
+      metrics?.rpcDuration.observe({ rpc }, (performance.now() - started) / 1000);
+    };
     try {
       const res = await next(req);
       res.header.set("x-request-id", requestId);
       log.debug({ requestId, rpc, ms: Math.round(performance.now() - started) }, "rpc ok");
+      observe("ok");
       return res;
     } catch (err) {
       const ms = Math.round(performance.now() - started);
+      observe(err instanceof ConnectError ? Code[err.code] : "Internal");
       if (err instanceof ConnectError) {
         err.metadata.set("x-request-id", requestId);
         log.info({ requestId, rpc, ms, code: Code[err.code], error: err.rawMessage }, "rpc failed");

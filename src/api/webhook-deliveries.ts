@@ -10,7 +10,7 @@ import type { AppContext } from "../context.ts";
 import * as dsql from "../db/sql/deliveries.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import { render, views, type ChangeView } from "../delivery/batch.ts";
-import { signingSecrets, USER_AGENT } from "../delivery/deliverer.ts";
+import { observeAttempt, signingSecrets, USER_AGENT } from "../delivery/deliverer.ts";
 import type { SendResult } from "../delivery/http-sender.ts";
 import { signatureHeaders } from "../delivery/signing.ts";
 import { parseTopic } from "../delivery/topics.ts";
@@ -66,6 +66,7 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
       ...(extra.test ? { "x-shophook-test": "true" } : {}),
     };
     const result: SendResult = await deps.sender.post(w.url, headers, body);
+    if (!extra.test) observeAttempt(deps.metrics, result);
     const row: dsql.DeliveryRow = {
       id: "",
       shop_id: w.shop_id,

@@ -22,6 +22,7 @@ import { recentOutcomes } from "../db/sql/deliveries.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import type { History } from "../delivery/history.ts";
 import type { HttpSender } from "../delivery/http-sender.ts";
+import type { Metrics } from "../metrics.ts";
 import { newSecret } from "../delivery/signing.ts";
 import type { AddressPolicy } from "../delivery/ssrf.ts";
 import { parseTopic, subscriptions } from "../delivery/topics.ts";
@@ -56,6 +57,7 @@ export interface WebhookApiDeps {
   validation: WebhookValidation;
   sender: HttpSender;
   history: History;
+  metrics?: Metrics;
   /** Asks the delivery engine for a turn of the webhook now (no-op without an engine here). */
   wake(id: string): unknown;
 }

@@ -14,6 +14,7 @@ import type { IdAllocator } from "../db/ids.ts";
 import type { Pool } from "../db/pool.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import type { Logger } from "../logger.ts";
+import type { Metrics } from "../metrics.ts";
 import { version } from "../version.ts";
 import { fitting, render, views } from "./batch.ts";
 import { DeliveryStore } from "./delivery-store.ts";
@@ -29,6 +30,7 @@ export interface DelivererDeps {
   config: Config;
   sender: HttpSender;
   history: History;
+  metrics?: Metrics;
   ids: IdAllocator;
   /** This instance's name in leases. */
   owner: string;
@@ -64,6 +66,14 @@ export function retryAfterSeconds(value: string | undefined, now: Date): number 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Counts an attempt in the delivery metrics. */
+export function observeAttempt(metrics: Metrics | undefined, r: SendResult) {
+  if (!metrics) return;
+  const result = r.ok ? "success" : "failed";
+  metrics.deliveries.inc({ result, status_class: r.status ? `${Math.floor(r.status / 100)}xx` : "none" });
+  metrics.deliveryDuration.observe({ result }, r.durationMs / 1000);
+}
 
 export class Deliverer {
   private readonly deps: DelivererDeps;
@@ -227,6 +237,7 @@ export class Deliverer {
     };
     await this.pace(w);
     const result = await this.deps.sender.post(w.url, headers, body);
+    observeAttempt(this.deps.metrics, result);
     await this.deps.history.record({
       shop_id: w.shop_id,
       webhook_id: w.id,

@@ -22,6 +22,8 @@ import type { Committed } from "../store/write.ts";
 import { Deliverer } from "./deliverer.ts";
 import type { History } from "./history.ts";
 import type { HttpSender } from "./http-sender.ts";
+import type { Metrics } from "../metrics.ts";
+import { oldestWriter } from "../db/sql/metrics.ts";
 
 export const WAKE_QUEUE = "webhook-wake";
 const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
@@ -44,11 +46,13 @@ export class DeliveryEngine {
   private readonly hooksByShop = new Map<string, ShopHooks>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private stallWarnedAt = 0;
   private stopped = false;
   /** This engine's name in leases and in delivery_instances. */
   readonly owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
-  private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History) {
+  private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics?: Metrics) {
     this.ctx = ctx;
     this.boss = boss;
     this.deliverer = new Deliverer({
@@ -58,14 +62,15 @@ export class DeliveryEngine {
       config: ctx.config,
       sender,
       history,
+      metrics,
       ids: ctx.ids,
       owner: this.owner,
       schedule: (id, at) => this.schedule([id], at),
     });
   }
 
-  static async start(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History): Promise<DeliveryEngine> {
-    const engine = new DeliveryEngine(ctx, boss, sender, history);
+  static async start(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics?: Metrics): Promise<DeliveryEngine> {
+    const engine = new DeliveryEngine(ctx, boss, sender, history, metrics);
     // Alive from now on: our leases hold while we heartbeat (every 2 s), and die with us.
     await ctx.pool.query(sql.heartbeat(engine.owner));
     await ctx.pool.query(sql.pruneInstances());
@@ -81,6 +86,8 @@ export class DeliveryEngine {
     );
     engine.sweepTimer = setInterval(() => void engine.sweep().catch((err: unknown) => ctx.log.warn({ err }, "sweep failed")), ctx.config.sweepIntervalMs);
     engine.sweepTimer.unref();
+    engine.stallTimer = setInterval(() => void engine.checkStall().catch(() => undefined), 10_000);
+    engine.stallTimer.unref();
     void engine.sweep().catch(() => undefined);
     return engine;
   }
@@ -165,9 +172,29 @@ export class DeliveryEngine {
     return rows.length;
   }
 
+  /**
+   * Reports a stalled feed: a transaction that has written and stays open holds the horizon, so
+   * nothing committed after it started is delivered (or served) until it ends. Nothing is skipped;
+   * this says why deliveries pause. Logged at most once a minute; also the shophook_feed_stall_seconds metric.
+   */
+  async checkStall(): Promise<number> {
+    const { rows } = await this.ctx.pool.query<{ pid: number; datname: string | null; application_name: string; seconds: number }>(oldestWriter());
+    const w = rows[0];
+    const seconds = Number(w?.seconds ?? 0);
+    if (w && seconds >= this.ctx.config.stallWarnSeconds && Date.now() - this.stallWarnedAt > 60_000) {
+      this.stallWarnedAt = Date.now();
+      this.ctx.log.warn(
+        { stallSeconds: Math.round(seconds), pid: w.pid, database: w.datname, application: w.application_name },
+        "feed stalled: a transaction open for a long time holds the change feed back; changes wait (none are skipped) until it ends",
+      );
+    }
+    return seconds;
+  }
+
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweepTimer);
+    clearInterval(this.stallTimer);
     clearTimeout(this.flushTimer);
     await this.flushing;
     await this.boss.offWork(WAKE_QUEUE).catch(() => undefined);
