@@ -10,12 +10,15 @@ import { openDatabase, type Database } from "../db/database.ts";
 import { migrate } from "../db/migrate.ts";
 import * as sql from "../db/sql/shops.ts";
 import { createLogger } from "../logger.ts";
+import { listen } from "./listen.ts";
 
 class UsageError extends Error {}
 
 interface Command {
   usage: string;
   summary: string;
+  /** Runs until a signal (serve, listen) instead of exiting when done. */
+  keepsRunning?: boolean;
   options?: Record<string, { type: "string" | "boolean"; short?: string; doc: string }>;
   run(args: string[], flags: Record<string, string | boolean | undefined>): Promise<unknown>;
 }
@@ -37,6 +40,7 @@ async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
 
 const commands: Record<string, Command> = {
   serve: {
+    keepsRunning: true,
     usage: "shophook serve",
     summary: "Start the API server (and, without DATABASE_URL, the embedded PostgreSQL). SIGTERM stops it gracefully.",
     async run() {
@@ -67,6 +71,28 @@ const commands: Record<string, Command> = {
       }
       state.app = await startApp(config, log);
       if (state.signal) shutdown();
+    },
+  },
+  listen: {
+    keepsRunning: true,
+    usage: "shophook listen [--port 9000] [--secret whsec_...] [--json] [--status 200]",
+    summary: "Receive webhooks locally: print each delivery (entity, action, id, changed fields) and check its signature.",
+    options: {
+      port: { type: "string", doc: "port to listen on (default 9000)" },
+      host: { type: "string", doc: "interface (default 127.0.0.1)" },
+      secret: { type: "string", doc: "the webhook's whsec_ secret: signatures are verified, invalid ones answered 401" },
+      json: { type: "boolean", doc: "print each request (headers and body) as one JSON line" },
+      status: { type: "string", doc: "HTTP status to answer valid deliveries with (default 200; try 500 to see retries)" },
+    },
+    async run(_args, flags) {
+      const port = Number(flags.port ?? 9000);
+      const status = Number(flags.status ?? 200);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, got "${String(flags.port)}"`);
+      if (!Number.isInteger(status) || status < 200 || status > 599) throw new UsageError(`--status must be an HTTP status from 200 to 599, got "${String(flags.status)}"`);
+      const secret = flags.secret as string | undefined;
+      if (secret !== undefined && !/^whsec_[A-Za-z0-9+/=]+$/.test(secret)) throw new UsageError("--secret must be the webhook's whsec_... secret");
+      const server = await listen({ port, host: (flags.host as string | undefined) ?? "127.0.0.1", secret, json: Boolean(flags.json), status, out });
+      for (const name of ["SIGTERM", "SIGINT"] as const) process.once(name, () => server.close(() => process.exit(0)));
     },
   },
   migrate: {
@@ -162,7 +188,9 @@ function commandHelp(c: Command): string {
   const lines = [`Usage: ${c.usage}`, "", c.summary];
   if (c.options) {
     lines.push("", "Options:");
-    for (const [name, o] of Object.entries(c.options)) lines.push(`  --${name}${o.type === "string" ? " VALUE" : ""}   ${o.doc}`);
+    const flag = (name: string, type: string) => `--${name}${type === "string" ? " VALUE" : ""}`;
+    const width = Math.max(...Object.entries(c.options).map(([n, o]) => flag(n, o.type).length));
+    for (const [name, o] of Object.entries(c.options)) lines.push(`  ${flag(name, o.type).padEnd(width)}   ${o.doc}`);
   }
   return lines.join("\n");
 }
@@ -198,10 +226,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Runs the CLI as a process: serve keeps running until a signal; every other command exits with its status. */
+/** Runs the CLI as a process: serve and listen keep running until a signal; other commands exit with their status. */
 export async function run(argv: string[]): Promise<void> {
   const code = await main(argv);
-  if (argv[0] !== "serve" || code !== 0) process.exit(code);
+  if (!commands[argv[0] ?? ""]?.keepsRunning || argv.includes("--help") || argv.includes("-h") || code !== 0) process.exit(code);
 }
 
 if (import.meta.main) await run(process.argv.slice(2));
