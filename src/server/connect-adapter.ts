@@ -1,9 +1,10 @@
 /**
  * Our Node adapter for the Connect router (in place of connect-node's `connectNodeAdapter`):
  * - one router serves each RPC at `/v1/shop.<Service>/<Method>` (eTop) and `/shop.<Service>/<Method>` (gRPC);
- * - a client's malformed protobuf is `invalid_argument`, not `internal`: connect-es reports a
- *   request it cannot parse as binary with code internal, which would read as our fault; and an
- *   unknown Content-Encoding is HTTP 415, not 501 (both are the client's to fix);
+ * - a request the client got wrong is `invalid_argument`, not `internal`: connect-es reports a
+ *   body it cannot parse as binary, a body that does not decompress, and a compressed gRPC
+ *   message without a declared encoding with code internal, which would read as our fault; and an
+ *   unknown Content-Encoding is HTTP 415, not 501 (all of these are the client's to fix);
  * - handler failures are logged through our logger, not console.
  */
 import { Code, ConnectError, type ConnectRouterOptions, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
@@ -19,15 +20,16 @@ export interface ConnectAdapterOptions extends ConnectRouterOptions {
   log: Logger;
 }
 
-const PARSE_BINARY = "parse binary:";
+/** Messages of connect-es `internal` errors that are really about the client's request. */
+const CLIENT_FAULT = /^(parse binary:|decompression failed|received compressed envelope, but do not know how to decompress)/;
 const GRPC_INTERNAL = "13";
 const GRPC_INVALID_ARGUMENT = "3";
 
-/** Rewrites connect-es's `internal` for an unparseable binary request to `invalid_argument`. */
+/** Rewrites connect-es's `internal` for a request the client got wrong to `invalid_argument`. */
 function grpcTrailerFix(h: Headers | undefined) {
   if (h?.get("grpc-status") !== GRPC_INTERNAL) return;
   const msg = decodeURIComponent(h.get("grpc-message") ?? "");
-  if (msg.startsWith(PARSE_BINARY)) h.set("grpc-status", GRPC_INVALID_ARGUMENT);
+  if (CLIENT_FAULT.test(msg)) h.set("grpc-status", GRPC_INVALID_ARGUMENT);
 }
 
 async function* oneChunk(b: Uint8Array) {
@@ -56,7 +58,7 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
     let text = Buffer.concat(chunks).toString();
     let status = res.status;
     const err = JSON.parse(text) as { code?: string; message?: string };
-    if (err.code === "internal" && err.message?.startsWith(PARSE_BINARY)) {
+    if (err.code === "internal" && CLIENT_FAULT.test(err.message ?? "")) {
       status = 400;
       text = JSON.stringify({ ...err, code: "invalid_argument" });
     } else if (err.code === "unimplemented" && /compression/.test(err.message ?? "")) {
