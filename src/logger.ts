@@ -8,7 +8,31 @@ export function createLogger(level: string): Logger {
     level,
     base: { service: "shophook" },
     timestamp: pino.stdTimeFunctions.isoTime,
-    // Errors keep their cause chain in logs; clients never see them.
-    serializers: { err: pino.stdSerializers.errWithCause },
+    serializers: {
+      // Errors keep their cause chain in logs (clients never see them), without the pg client
+      // object some driver errors carry.
+      err: (e: Error) => {
+        const s = pino.stdSerializers.errWithCause(e) as Record<string, unknown>;
+        delete s.client;
+        return s;
+      },
+    },
   });
+}
+
+/**
+ * Logs a recurring failure (a poll while the database is away) at most once per `everyMs` per
+ * kind, saying how many were silenced since.
+ */
+export function throttled(log: Logger, everyMs = 60_000) {
+  const seen = new Map<string, { at: number; silenced: number }>();
+  return (level: "warn" | "error", kind: string, obj: object, msg: string) => {
+    const s = seen.get(kind);
+    if (s && Date.now() - s.at < everyMs) {
+      s.silenced++;
+      return;
+    }
+    seen.set(kind, { at: Date.now(), silenced: 0 });
+    log[level]({ ...obj, silencedSinceLast: s?.silenced ?? 0 }, msg);
+  };
 }

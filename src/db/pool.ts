@@ -22,6 +22,20 @@ const types = {
     oid === TIMESTAMPTZ_OID && format !== "binary" ? parseTimestamptz : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * A pg Client that always has an 'error' listener. pg-pool listens on idle clients only: when the
+ * server goes away (restart, terminated backend) while a client is checked out between queries,
+ * pg emits 'error' on it, and with no listener Node kills the process. The query in flight still
+ * gets its error, and pg-pool drops the broken client on release; this only keeps the process up.
+ * Also handed to pg-boss's own pool (its config reaches pg.Pool as is).
+ */
+export class SafeClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on("error", () => undefined);
+  }
+}
+
 export interface PoolOptions {
   /**
    * false: commits do not wait for the WAL flush (synchronous_commit=off). Only for writes whose
@@ -41,6 +55,7 @@ export function createPool(url: string, max: number, opts: PoolOptions = {}): Po
     // UTC sessions: timestamps read back in the form parseTimestamptz expects.
     options: opts.synchronousCommit === false ? "-c TimeZone=UTC -c synchronous_commit=off" : "-c TimeZone=UTC",
     types,
+    Client: SafeClient,
   });
   // An idle client's error (server restart, network cut) must not crash the process: the pool drops it.
   pool.on("error", () => undefined);

@@ -13,7 +13,7 @@ import type { Config } from "../config.ts";
 import type { IdAllocator } from "../db/ids.ts";
 import type { Pool } from "../db/pool.ts";
 import * as sql from "../db/sql/webhooks.ts";
-import type { Logger } from "../logger.ts";
+import { type Logger, throttled } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import { version } from "../version.ts";
 import { fitting, render, views } from "./batch.ts";
@@ -86,9 +86,11 @@ export class Deliverer {
   private readonly lastSend = new Map<string, number>();
   private stopping = false;
   private readonly store: DeliveryStore;
+  private readonly report: ReturnType<typeof throttled>;
 
   constructor(deps: DelivererDeps) {
     this.deps = deps;
+    this.report = throttled(deps.log);
     // A lease outlives the longest request; a dead holder's is taken over sooner (heartbeat).
     this.store = new DeliveryStore(deps.pool, deps.owner, Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30);
   }
@@ -116,7 +118,7 @@ export class Deliverer {
       const id = this.waiting.shift()!;
       this.waitingSet.delete(id);
       const turn = this.turn(id)
-        .catch((err: unknown) => this.deps.log.error({ err, webhookId: id }, "delivery turn failed"))
+        .catch((err: unknown) => this.report("error", `turn:${(err as Error).message}`, { error: (err as Error).message, webhookId: id }, "delivery turn failed; the sweep retries it"))
         .finally(() => {
           this.running.delete(id);
           if (this.again.delete(id)) this.wake(id);

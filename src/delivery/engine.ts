@@ -24,6 +24,7 @@ import type { History } from "./history.ts";
 import type { HttpSender } from "./http-sender.ts";
 import type { Metrics } from "../metrics.ts";
 import { oldestWriter } from "../db/sql/metrics.ts";
+import { throttled } from "../logger.ts";
 
 export const WAKE_QUEUE = "webhook-wake";
 const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
@@ -49,11 +50,14 @@ export class DeliveryEngine {
   private stallTimer: NodeJS.Timeout | undefined;
   private stallWarnedAt = 0;
   private stopped = false;
+  /** Recurring failures (a database that is away) are logged once a minute. */
+  readonly report: ReturnType<typeof throttled>;
   /** This engine's name in leases and in delivery_instances. */
   readonly owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
   private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics?: Metrics) {
     this.ctx = ctx;
+    this.report = throttled(ctx.log);
     this.boss = boss;
     this.deliverer = new Deliverer({
       pool: ctx.pool,
@@ -74,7 +78,7 @@ export class DeliveryEngine {
     // Alive from now on: our leases hold while we heartbeat (every 2 s), and die with us.
     await ctx.pool.query(sql.heartbeat(engine.owner));
     await ctx.pool.query(sql.pruneInstances());
-    engine.heartbeatTimer = setInterval(() => void ctx.pool.query(sql.heartbeat(engine.owner)).catch((err: unknown) => ctx.log.warn({ err }, "heartbeat failed")), 2_000);
+    engine.heartbeatTimer = setInterval(() => void ctx.pool.query(sql.heartbeat(engine.owner)).catch((err: unknown) => engine.report("warn", "heartbeat", { error: (err as Error).message }, "heartbeat failed")), 2_000);
     engine.heartbeatTimer.unref();
     await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
     await boss.work<{ webhookId: string }>(
@@ -84,7 +88,7 @@ export class DeliveryEngine {
         for (const job of jobs) engine.deliverer.wake(job.data.webhookId);
       },
     );
-    engine.sweepTimer = setInterval(() => void engine.sweep().catch((err: unknown) => ctx.log.warn({ err }, "sweep failed")), ctx.config.sweepIntervalMs);
+    engine.sweepTimer = setInterval(() => void engine.sweep().catch((err: unknown) => engine.report("warn", "sweep", { error: (err as Error).message }, "sweep failed")), ctx.config.sweepIntervalMs);
     engine.sweepTimer.unref();
     engine.stallTimer = setInterval(() => void engine.checkStall().catch(() => undefined), 10_000);
     engine.stallTimer.unref();
@@ -118,7 +122,7 @@ export class DeliveryEngine {
   private flush() {
     this.flushTimer = undefined;
     this.flushing = this.flushOnce()
-      .catch((err: unknown) => this.ctx.log.warn({ err }, "wake-up dispatch failed; the sweep will catch up"))
+      .catch((err: unknown) => this.report("warn", "dispatch", { error: (err as Error).message }, "wake-up dispatch failed; the sweep will catch up"))
       .finally(() => {
         this.flushing = undefined;
         if (this.pending.size && !this.stopped) {

@@ -4,14 +4,22 @@
  */
 import { PgBoss } from "pg-boss";
 import type { AppContext } from "../context.ts";
+import { SafeClient } from "../db/pool.ts";
+import { throttled } from "../logger.ts";
 import { pruneExpired } from "./prune.ts";
 
 export const PRUNE_QUEUE = "prune-expired";
 
 export async function startBoss(ctx: AppContext, url: string): Promise<PgBoss> {
   // LISTEN/NOTIFY wakes workers of notify queues within milliseconds (polling alone: 0.5 s).
-  const boss = new PgBoss({ connectionString: url, max: 4, schema: "pgboss", useListenNotify: true });
-  boss.on("error", (err: unknown) => ctx.log.error({ err }, "pg-boss error"));
+  // SafeClient: pg-boss's pool must survive a database restart too (see db/pool.ts).
+  const boss = new PgBoss({ connectionString: url, max: 4, schema: "pgboss", useListenNotify: true, Client: SafeClient } as ConstructorParameters<typeof PgBoss>[0]);
+  // pg-boss reports every failed poll while the database is away: log each kind once a minute.
+  const report = throttled(ctx.log);
+  boss.on("error", (err: unknown) => {
+    const e = err as { message?: string; code?: string };
+    report("error", `${e.code ?? ""}:${(e.message ?? "").replace(/\(Queue:.*$/, "")}`, { error: e.message, code: e.code }, "pg-boss error");
+  });
   await boss.start();
   await boss.createQueue(PRUNE_QUEUE, { policy: "singleton", retryLimit: 3, expireInSeconds: 3600 });
   await boss.schedule(PRUNE_QUEUE, ctx.config.pruneCron);

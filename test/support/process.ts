@@ -11,6 +11,8 @@ export interface ServiceProcess {
   logs: Array<Record<string, unknown>>;
   /** Resolves with the exit code (or signal name) once the process ends. */
   exited: Promise<number | string>;
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
 }
 
 export const cliEntry = path.join(projectRoot, "src", "cli", "main.ts");
@@ -38,7 +40,7 @@ export function startService(env: Record<string, string>, timeoutMs = 30_000): P
           logs.push(entry);
           if (entry.msg === "listening") {
             clearTimeout(timer);
-            resolve({ child, url: entry.url as string, port: entry.port as number, logs, exited });
+            resolve({ child, url: entry.url as string, port: entry.port as number, logs, exited, stderr: () => stderr });
           }
         } catch {
           /* not a log line */
