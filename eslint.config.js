@@ -22,4 +22,11 @@ export default tseslint.config(
     files: ["**/*.js"],
     languageOptions: { globals: { process: "readonly", URL: "readonly" } },
   },
+  {
+    // The dashboard's page scripts run in the browser.
+    files: ["src/dashboard/public/**/*.js"],
+    languageOptions: {
+      globals: { document: "readonly", fetch: "readonly", sessionStorage: "readonly", setTimeout: "readonly", clearTimeout: "readonly" },
+    },
+  },
 );

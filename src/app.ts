@@ -11,6 +11,7 @@ import { routes } from "./api/routes.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import type { AppContext } from "./context.ts";
+import { dashboardRoute } from "./dashboard/route.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { IdAllocator } from "./db/ids.ts";
 import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
@@ -78,7 +79,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
       createHttpHandler({
         routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake: (id) => delivery?.schedule([id]) }),
         interceptors: [edgeInterceptor(log, metrics), authInterceptor(db.pool)],
-        extra: plainRoutes([metricsRoute(metrics, config.metricsToken)]),
+        extra: plainRoutes([metricsRoute(metrics, config.metricsToken), dashboardRoute(log)]),
         bodyLimitBytes: config.bodyLimitBytes,
         log,
         ready: () => migrationsApplied(db.pool, latest),
