@@ -188,6 +188,7 @@ export class World {
     this.polling = true;
     this.poller = (async () => {
       let after: string | undefined;
+      let seen = 0;
       while (this.polling) {
         const res = await this.call("/v1/shop.History/GetChanges", { paging: { after, limit: 500 } }).catch(() => undefined);
         if (res?.status !== 200) {
@@ -195,15 +196,20 @@ export class World {
           continue;
         }
         after = res.body.paging.next;
+        seen += res.body.changes.length;
         for (const c of res.body.changes) this.copy.set(`${c.entity}:${c.entity_id}`, c.latest[c.entity]);
         if (!res.body.changes.length) await sleep(20);
       }
-      // Drain to the end.
-      for (;;) {
+      // Drain to the end. An empty page is not the end: a change committed behind a transaction
+      // still open anywhere in the cluster (the horizon) is served once that transaction ends.
+      const { rows } = await this.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM changes WHERE shop_id = $1", [this.shopId]);
+      const until = Date.now() + 30_000;
+      while (seen < rows[0]!.n && Date.now() < until) {
         const res = await this.call("/v1/shop.History/GetChanges", { paging: { after, limit: 500 } });
         after = res.body.paging.next;
+        seen += res.body.changes.length;
         for (const c of res.body.changes) this.copy.set(`${c.entity}:${c.entity_id}`, c.latest[c.entity]);
-        if (!res.body.changes.length) return;
+        if (!res.body.changes.length) await sleep(20);
       }
     })();
   }
