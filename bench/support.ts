@@ -3,11 +3,14 @@
  * embedded PostgreSQL in a temp dir), the app on port 0, percentiles and a table printer.
  * Benchmarks print figures; they assert nothing.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import readline from "node:readline";
 import pg from "pg";
+import { request } from "undici";
 import { type App, startApp } from "../src/app.ts";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
 import { type Config, loadConfig } from "../src/config.ts";
@@ -60,13 +63,48 @@ export async function benchDatabase(): Promise<BenchDb> {
 
 export async function benchApp(dbUrl: string, overrides: Partial<Config> = {}): Promise<App> {
   const config: Config = { ...loadConfig({}), port: 0, databaseUrl: dbUrl, logLevel: "warn", dbPoolSize: 20, ...overrides };
-  return startApp(config, createLogger("warn"));
+  return startApp(config, createLogger((process.env.BENCH_LOG as "info") ?? "warn"));
 }
 
 export async function benchShop(app: App, name = "bench"): Promise<{ id: string; key: string }> {
   const shop = await createShop(app.pool, name);
   return { id: shop.id, key: (await createApiKey(app.pool, shop.id)).key };
 }
+
+export interface BenchReceiver {
+  port: number;
+  /** URL of a path on the receiver: "/hook" answers 200, "/hang" never answers. */
+  url(path?: string): string;
+  /** GET /stats (or /arrivals, /reset, /fail, /heal). */
+  get(what?: string): Promise<any>;
+  stop(): void;
+}
+
+/** The bench receiver (bench/receiver.ts) in its own process, off the service's event loop. */
+export async function startReceiver(): Promise<BenchReceiver> {
+  const proc = spawn(process.execPath, [path.join(import.meta.dirname, "receiver.ts")], { stdio: ["ignore", "pipe", "inherit"] });
+  const port: number = await new Promise((resolve) => readline.createInterface({ input: proc.stdout! }).once("line", (l) => resolve(JSON.parse(l).port)));
+  return {
+    port,
+    url: (p = "/hook") => `http://127.0.0.1:${port}${p}`,
+    get: async (what = "stats") => (await request(`http://127.0.0.1:${port}/${what}`)).body.json(),
+    stop: () => proc.kill("SIGTERM"),
+  };
+}
+
+/** A customer webhook for `shopId` straight in the table (no per-shop limit), cursor at the horizon. */
+export async function createHook(app: App, shopId: string, url: string): Promise<string> {
+  const { rows } = await app.pool.query(
+    `INSERT INTO webhooks (id, shop_id, url, entities, subscriptions, secret, created_at, updated_at, cursor_xid, cursor_seq)
+     VALUES (next_id(), $1, $2, '{customer}', '{customer:*}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', now(), now(), pg_snapshot_xmin(pg_current_snapshot()), 0) RETURNING id`,
+    [shopId, url],
+  );
+  app.webhooksChanged?.(shopId);
+  return rows[0].id as string;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const wallMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 export function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return NaN;
@@ -90,3 +128,23 @@ export function machine(): string {
   const cpus = os.cpus();
   return `${cpus.length} x ${cpus[0]?.model ?? "cpu"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
 }
+
+/** One line of docs/performance.md: our figure beside the machine's limit from the same run. */
+export interface Figure {
+  figure: string;
+  ours: string;
+  limit: string;
+  /** ours / limit, as shown ("0.42", "21%"), or "" when there is no limit to compare with. */
+  ratio: string;
+  target: string;
+  met: boolean | undefined;
+  note?: string;
+}
+
+/** Prints a figure and, under `npm run bench` (BENCH_RESULTS set), appends it for the page. */
+export async function report(f: Figure): Promise<void> {
+  console.log(`figure: ${f.figure}: ours ${f.ours}; limit ${f.limit || "-"}; ratio ${f.ratio || "-"}; target ${f.target}: ${f.met === undefined ? "-" : f.met ? "met" : "NOT met"}`);
+  if (process.env.BENCH_RESULTS) await fs.appendFile(process.env.BENCH_RESULTS, JSON.stringify(f) + "\n");
+}
+
+export const pct = (ours: number, limit: number) => `${((ours / limit) * 100).toFixed(0)}%`;

@@ -16,6 +16,7 @@ import type { EntityName } from "../src/entities/model.ts";
 import { productEntity, type ProductRow } from "../src/entities/product.ts";
 import { entityJson, write } from "../src/store/write.ts";
 import { type TestShop, useApp } from "./support/app.ts";
+import { feedSettled } from "./support/db.ts";
 
 const t = useApp({ dbPoolSize: 30 });
 
@@ -124,11 +125,11 @@ async function apiWriter(shop: TestShop, known: { products: string[]; customers:
 }
 
 /** Polls `page` until `done()` and then until one empty page; applies every item to `copy`. */
-async function poller(page: (after: string | undefined) => Promise<{ items: any[]; next: string }>, apply: (item: any) => void, done: () => boolean) {
+async function poller(page: (after: string | undefined) => Promise<{ items: any[]; next: string }>, apply: (item: any) => void, done: () => Promise<boolean>) {
   let after: string | undefined;
   let pages = 0;
   for (;;) {
-    const finished = done();
+    const finished = await done();
     const { items, next } = await page(after);
     pages++;
     after = next;
@@ -170,7 +171,7 @@ describe("the change feed under concurrency", () => {
         changeIds.add(c.id);
         fromChanges.set(`${c.entity}:${c.entity_id}`, c.latest[c.entity]);
       },
-      () => !writing,
+      async () => !writing && (await feedSettled(t.app.pool, shop.id)),
     );
     const fromLists = new Map<EntityName, Map<string, any>>();
     const listPollers = (Object.keys(LISTS) as EntityName[]).map((entity) => {
@@ -187,7 +188,7 @@ describe("the change feed under concurrency", () => {
           const { variants: _v, ...rest } = item;
           copy.set(item[key], entity === "product" ? rest : item);
         },
-        () => !writing,
+        async () => !writing && (await feedSettled(t.app.pool, shop.id)),
       );
     });
 

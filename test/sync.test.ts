@@ -197,6 +197,45 @@ describe("GetChanges", () => {
   });
 });
 
+describe("read your writes behind a concurrent transaction", () => {
+  it("waits briefly for a short transaction elsewhere, and a long one pauses the feed without skipping", async () => {
+    const shop = await t.shop();
+    const other = await t.app.pool.connect();
+    try {
+      // Another transaction that holds an xid: it holds the feed horizon until it ends.
+      await other.query("BEGIN");
+      await other.query("SELECT pg_current_xact_id()");
+      const p1 = await shop.client(Product).createProduct({ name: "behind a short transaction" });
+      const ended = new Promise((r) => setTimeout(r, 40)).then(() => other.query("COMMIT"));
+      const list = await shop.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at" } });
+      const changes = await shop.post("/v1/shop.History/GetChanges", {});
+      await ended;
+      expect(list.body.products.map((p: any) => p.id)).toEqual([p1.id]);
+      expect(changes.body.changes.map((c: any) => c.entity_id)).toEqual([p1.id]);
+
+      // A transaction open longer than the wait: the page answers without the held-back write,
+      // and the cursor it gives returns that write once the transaction ends.
+      await other.query("BEGIN");
+      await other.query("SELECT pg_current_xact_id()");
+      const p2 = await shop.client(Product).createProduct({ name: "behind a long transaction" });
+      const started = performance.now();
+      const held = await shop.post("/v1/shop.Product/ListProducts", { paging: { after: list.body.paging.next } });
+      const heldChanges = await shop.post("/v1/shop.History/GetChanges", { paging: { after: changes.body.paging.next } });
+      expect(performance.now() - started).toBeLessThan(2000);
+      expect(held.body.products).toEqual([]);
+      expect(heldChanges.body.changes).toEqual([]);
+      await other.query("COMMIT");
+      const after = await shop.post("/v1/shop.Product/ListProducts", { paging: { after: held.body.paging.next } });
+      const afterChanges = await shop.post("/v1/shop.History/GetChanges", { paging: { after: heldChanges.body.paging.next } });
+      expect(after.body.products.map((p: any) => p.id)).toEqual([p2.id]);
+      expect(afterChanges.body.changes.map((c: any) => c.entity_id)).toEqual([p2.id]);
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+  });
+});
+
 describe("retention", () => {
   it("refuses a sync cursor older than the retention window with a stable resync message", async () => {
     const shop = await t.shop();

@@ -11,7 +11,7 @@ import { type ChangeRow, changesAfter } from "../db/sql/lists.ts";
 import { ENTITY_NAMES } from "../entities/model.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
-import { checkRetention, maxPosition, pageLimit } from "./paging.ts";
+import { checkRetention, maxPosition, pageLimit, readSettled } from "./paging.ts";
 
 export function validateEntities(field: string, entities: string[]): string[] {
   const seen = new Set<string>();
@@ -47,7 +47,11 @@ export function getChanges(ctx: AppContext) {
       checkRetention(ctx, c.t, "paging.after");
       pos = c.k;
     }
-    const { rows } = await ctx.pool.query<ChangeRow>(changesAfter(shopId, pos[0]!, pos[1]!, entities, limit));
+    const query = changesAfter(shopId, pos[0]!, pos[1]!, entities, limit);
+    const rows = await readSettled(
+      () => ctx.pool.query<ChangeRow>(query).then((r) => r.rows),
+      (rs) => rs.filter((r) => r.id !== null).length === limit,
+    );
     const changes = rows.filter((r) => r.id !== null);
     // A short page read everything below the horizon: the next page starts there.
     const next = changes.length === limit ? [changes.at(-1)!.xid, changes.at(-1)!.id!] : [rows[0]!.horizon, "0"];

@@ -127,9 +127,13 @@ export async function listPage<R extends BaseRow>(
     key = c.k;
   }
   const backward = Boolean(paging?.before);
-  const { rows: raw } = await ctx.pool.query<R & { horizon: string }>(listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters }));
-  const horizon = raw[0]!.horizon;
+  const query = listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters });
   const keyOf = (r: R) => (r as unknown as Record<string, string | null>)[def.key];
+  const raw = await readSettled(
+    () => ctx.pool.query<R & { horizon: string; held: boolean }>(query).then((r) => r.rows),
+    (rs) => rs.filter((r) => keyOf(r) !== null).length === limit,
+  );
+  const horizon = raw[0]!.horizon;
   const rows: R[] = raw.filter((r) => keyOf(r) !== null);
   if (backward) rows.reverse();
 
@@ -144,6 +148,25 @@ export async function listPage<R extends BaseRow>(
   } else next = rows.length ? pos(rows.at(-1)!) : (key ?? ["0"]);
   const prev = rows.length && (token || backward) && (!backward || full) ? cursor(pos(rows[0]!)) : "";
   return { rows, paging: create(PageInfoSchema, { next: cursor(next), prev, limit, sort }) };
+}
+
+/** Waits between re-reads of a short page whose rows are held back: 5, 10, 20, 40, 80 ms. */
+const HELD_WAITS = [5, 10, 20, 40, 80];
+
+/**
+ * Reads a feed page; when it is short and the shop has committed rows held back behind a
+ * transaction open elsewhere (often just a concurrent short one), re-reads a few times over
+ * ~150 ms so a client that just wrote sees its write. A longer stall still answers, with what is
+ * safe to serve: the feed pauses, it never skips (docs/change-feed.md).
+ */
+export async function readSettled<T extends { held: boolean }>(read: () => Promise<T[]>, full: (rows: T[]) => boolean): Promise<T[]> {
+  let rows = await read();
+  for (const wait of HELD_WAITS) {
+    if (full(rows) || !rows[0]?.held) break;
+    await new Promise((r) => setTimeout(r, wait));
+    rows = await read();
+  }
+  return rows;
 }
 
 /** The later of two feed positions [xid, seq]. */

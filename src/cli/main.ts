@@ -46,8 +46,10 @@ const commands: Record<string, Command> = {
     async run() {
       const config = loadConfig();
       const log = createLogger(config.logLevel);
-      const state: { app?: App; signal?: string } = {};
+      const state: { app?: App; signal?: string; stopping?: boolean } = {};
       const shutdown = () => {
+        if (state.stopping) return;
+        state.stopping = true;
         log.info({ signal: state.signal }, "signal received");
         // A bound on the whole shutdown, beyond the server's own drain timeout.
         setTimeout(() => {
@@ -63,9 +65,11 @@ const commands: Record<string, Command> = {
         );
       };
       // Handlers first: a signal that arrives while starting stops the service once it is up.
+      // They stay installed: a repeated signal (Ctrl-C reaches both bin/shophook.js and this
+      // process, which the launcher also forwards) must not kill the drain midway.
       for (const name of ["SIGTERM", "SIGINT"] as const) {
-        process.once(name, () => {
-          state.signal = name;
+        process.on(name, () => {
+          state.signal ??= name;
           if (state.app) shutdown();
         });
       }

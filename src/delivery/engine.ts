@@ -135,8 +135,9 @@ export class DeliveryEngine {
     const batch = this.pending;
     this.pending = new Map();
     // Shops without a matching webhook need nothing (the common case on a busy shop without hooks).
+    const hooks = await this.hooks([...batch.keys()]);
     for (const [shopId, p] of batch) {
-      if (!(await this.hooks(shopId)).hooks.some((h) => h.entities.some((e) => p.entities.has(e)))) batch.delete(shopId);
+      if (!hooks.get(shopId)!.some((h) => h.entities.some((e) => p.entities.has(e)))) batch.delete(shopId);
     }
     if (!batch.size) return;
     const horizon = BigInt((await this.ctx.pool.query<{ horizon: string }>(HORIZON)).rows[0]!.horizon);
@@ -153,19 +154,32 @@ export class DeliveryEngine {
         waiting = true;
         continue;
       }
-      for (const h of (await this.hooks(shopId)).hooks) if (h.entities.some((e) => p.entities.has(e))) ids.push(h.id);
+      for (const h of hooks.get(shopId)!) if (h.entities.some((e) => p.entities.has(e))) ids.push(h.id);
     }
     if (!waiting) this.backoff = 0;
-    await this.schedule(ids);
+    // Woken here, in the process that saw the commit: no round trip through a job. Durability
+    // needs no job either: a crash before delivery leaves the changes past the cursor, and the
+    // sweep (or a peer's, once our leases die) finds them.
+    for (const id of ids) this.deliverer.wake(id);
   }
 
-  private async hooks(shopId: string): Promise<ShopHooks> {
-    const cached = this.hooksByShop.get(shopId);
-    if (cached && Date.now() - cached.at < 2_000) return cached;
-    const { rows } = await this.ctx.pool.query<{ id: string; entities: string[] }>(sql.webhooksOfShop(shopId));
-    const fresh = { hooks: rows, at: Date.now() };
-    this.hooksByShop.set(shopId, fresh);
-    return fresh;
+  /** Each shop's active webhooks, from a 2 s cache (invalidated here on change), one query for the misses. */
+  private async hooks(shopIds: string[]): Promise<Map<string, ShopHooks["hooks"]>> {
+    const now = Date.now();
+    const out = new Map<string, ShopHooks["hooks"]>();
+    const missing: string[] = [];
+    for (const shopId of shopIds) {
+      const cached = this.hooksByShop.get(shopId);
+      if (cached && now - cached.at < 2_000) out.set(shopId, cached.hooks);
+      else missing.push(shopId);
+    }
+    if (missing.length) {
+      const { rows } = await this.ctx.pool.query<{ shop_id: string; id: string; entities: string[] }>(sql.webhooksOfShops(missing));
+      for (const shopId of missing) out.set(shopId, []);
+      for (const r of rows) out.get(r.shop_id)!.push({ id: r.id, entities: r.entities });
+      for (const shopId of missing) this.hooksByShop.set(shopId, { hooks: out.get(shopId)!, at: now });
+    }
+    return out;
   }
 
   /** Wakes every webhook that has work nobody is doing; returns how many. */

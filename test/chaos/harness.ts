@@ -8,7 +8,7 @@
  */
 import http from "node:http";
 import type net from "node:net";
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import { createApiKey, createShop } from "../../src/auth/api-keys.ts";
 import { createPool, type Pool } from "../../src/db/pool.ts";
 import { entities } from "../../src/entities/index.ts";
@@ -16,6 +16,12 @@ import type { EntityName } from "../../src/entities/model.ts";
 import { entityJson } from "../../src/store/write.ts";
 import { postJson } from "../support/app.ts";
 import { type ServiceProcess, startService } from "../support/process.ts";
+
+/** Worlds still running: a scenario that fails midway must not leave services behind. */
+const live = new Set<World>();
+afterEach(async () => {
+  for (const w of [...live]) await w.stop();
+});
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const rounds = () => Array.from({ length: Number(process.env.CHAOS_ROUNDS ?? 1) }, (_, i) => i + 1);
@@ -117,6 +123,7 @@ export class World {
   }
 
   async start(instances = 1): Promise<void> {
+    live.add(this);
     await this.receiver.start();
     for (let i = 0; i < instances; i++) this.services.push(await startService(this.env));
     this.pool = createPool(this.dbUrl, 3);
@@ -260,6 +267,7 @@ export class World {
   }
 
   async stop(): Promise<void> {
+    if (!live.delete(this)) return;
     this.writing = false;
     this.polling = false;
     for (const s of this.services) if (s.child.exitCode === null) s.child.kill("SIGTERM");

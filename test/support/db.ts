@@ -30,3 +30,16 @@ export async function dropTestDatabase(url: string): Promise<void> {
     await admin.end();
   }
 }
+
+/**
+ * True once every change the shop has is below the feed horizon, so an empty page from here on
+ * means "caught up". An empty page alone does not: a transaction open anywhere in the cluster
+ * (another test's, a bench's) holds the horizon, and changes behind it are served when it ends.
+ */
+export async function feedSettled(pool: pg.Pool | { query: pg.Pool["query"] }, shopId: string): Promise<boolean> {
+  const { rows } = await pool.query<{ settled: boolean }>(
+    "SELECT pg_snapshot_xmin(pg_current_snapshot()) > coalesce(max(xid), '0'::xid8) AS settled FROM changes WHERE shop_id = $1",
+    [shopId],
+  );
+  return rows[0]!.settled;
+}

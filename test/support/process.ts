@@ -1,6 +1,7 @@
 /** Runs the real `shophook` CLI as a child process (for signals, crashes and multi-instance tests). */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { SERVE_NODE_FLAGS } from "../../bin/node-flags.js";
 import { projectRoot } from "../../src/config.ts";
 
 export interface ServiceProcess {
@@ -19,7 +20,7 @@ export const cliEntry = path.join(projectRoot, "src", "cli", "main.ts");
 
 /** Starts `shophook serve` with `env` and waits until it listens. */
 export function startService(env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [cliEntry, "serve"], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, cliEntry, "serve"], {
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", PORT: "0", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

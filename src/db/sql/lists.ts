@@ -27,7 +27,11 @@ export interface ListOptions {
   filters: Filter[];
 }
 
-/** Rows come back with a `horizon` column (the snapshot's xmin); a page with no rows is one row of NULLs and the horizon. */
+/**
+ * Rows come back with a `horizon` column (the snapshot's xmin) and `held` (in updated_at order:
+ * the shop has committed rows at or above the horizon, i.e. held back by a transaction still
+ * open elsewhere); a page with no rows is one row of NULLs beside them.
+ */
 export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query {
   const values: unknown[] = [shopId];
   const where = ["t.shop_id = $1"];
@@ -39,7 +43,9 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
   const cmp = o.backward ? "<" : ">";
   const dir = o.backward ? "DESC" : "ASC";
   let order: string;
+  let held = "false";
   if (o.sort === "updated_at") {
+    held = `EXISTS (SELECT 1 FROM ${def.table} x WHERE x.shop_id = $1 AND x.feed_xid >= h.horizon)`;
     where.push("t.feed_xid < h.horizon");
     if (o.key) where.push(`(t.feed_xid, t.feed_seq) ${cmp} (${p(o.key[0])}::xid8, ${p(o.key[1])}::bigint)`);
     order = `t.feed_xid ${dir}, t.feed_seq ${dir}`;
@@ -50,7 +56,7 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
   }
   return {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
+SELECT h.horizon::text AS horizon, ${held} AS held, r.* FROM h LEFT JOIN LATERAL (
   SELECT t.* FROM ${def.table} t WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT ${p(o.limit)}
 ) r ON true`,
     values,
@@ -59,6 +65,7 @@ SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
 
 export interface ChangeRow {
   horizon: string;
+  held: boolean;
   id: string | null;
   xid: string;
   entity: string;
@@ -79,7 +86,7 @@ export function changesAfter(shopId: string, xid: string, id: string, entities: 
   }
   return {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-SELECT h.horizon::text AS horizon, r.* FROM h LEFT JOIN LATERAL (
+SELECT h.horizon::text AS horizon, EXISTS (SELECT 1 FROM changes x WHERE x.shop_id = $1 AND x.xid >= h.horizon) AS held, r.* FROM h LEFT JOIN LATERAL (
   SELECT c.id, c.xid::text AS xid, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
     FROM changes c
    WHERE c.shop_id = $1 AND (c.xid, c.id) > ($2::xid8, $3::bigint) AND c.xid < h.horizon ${filter}

@@ -185,9 +185,11 @@ export const deleteWebhook = (shopId: string, id: string): Query => ({
 });
 
 /** A shop's webhooks that deliver (active, not stopped), with their entities: who to wake after a write. */
-export const webhooksOfShop = (shopId: string): Query => ({
-  text: "SELECT id, entities FROM webhooks WHERE shop_id = $1 AND active AND state <> 'stop'",
-  values: [shopId],
+export const webhooksOfShops = (shopIds: string[]): Query => ({
+  // The entities a webhook receives, from its subscriptions ('order:*', 'order:update'): topics included.
+  text: `SELECT shop_id::text, id, ARRAY(SELECT DISTINCT split_part(s, ':', 1) FROM unnest(subscriptions) s) AS entities
+           FROM webhooks WHERE shop_id = ANY($1::bigint[]) AND active AND state <> 'stop'`,
+  values: [shopIds],
 });
 
 // --- delivery --------------------------------------------------------------------------
