@@ -6,7 +6,7 @@
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/feed.ts [rows]
  */
 import { Pool as HttpPool } from "undici";
-import { benchApp, benchDatabase, benchShop, machine, ms, summarize, table } from "./support.ts";
+import { benchApp, benchDatabase, benchShop, machine, ms, report, summarize, table } from "./support.ts";
 
 const ROWS = Number(process.argv[2] ?? 1_000_000);
 const BATCH = 50_000;
@@ -83,24 +83,56 @@ const keysetChanges = "SELECT * FROM changes WHERE shop_id = $1 AND (xid, id) > 
 const offsetChanges = "SELECT * FROM changes WHERE shop_id = $1 ORDER BY xid, id OFFSET $2 LIMIT 100";
 
 const rows: Array<Array<string | number>> = [];
-const add = (what: string, where: string, s: ReturnType<typeof summarize>) => rows.push([what, where, ms(s.p50), ms(s.p99), s.n]);
-
-add("ListProducts (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsShallow))));
-add("ListProducts (server, HTTP JSON)", `deep (${depth})`, await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsDeep))));
-add("GetChanges (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesShallow))));
-add("GetChanges (server, HTTP JSON)", `deep (${depth})`, await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesDeep))));
-add("products keyset SQL", "shallow", await measure(() => sql(keysetProducts, [shop.id, "0", "0"])));
-add("products keyset SQL", `deep (${depth})`, await measure(() => sql(keysetProducts, [shop.id, deepProduct.x, deepProduct.s])));
-add("products OFFSET SQL", "shallow", await measure(() => sql(offsetProducts, [shop.id, 0])));
-add("products OFFSET SQL", `deep (${depth})`, await measure(() => sql(offsetProducts, [shop.id, depth]), 30));
-add("changes keyset SQL", "shallow", await measure(() => sql(keysetChanges, [shop.id, "0", "0"])));
-add("changes keyset SQL", `deep (${depth})`, await measure(() => sql(keysetChanges, [shop.id, deepChange.x, deepChange.s])));
-add("changes OFFSET SQL", "shallow", await measure(() => sql(offsetChanges, [shop.id, 0])));
-add("changes OFFSET SQL", `deep (${depth})`, await measure(() => sql(offsetChanges, [shop.id, depth]), 30));
+const add = (what: string, where: string, s: ReturnType<typeof summarize>) => {
+  rows.push([what, where, ms(s.p50), ms(s.p99), s.n]);
+  return s;
+};
+const deep = `deep (${depth.toLocaleString("en")})`;
+const measured = {
+  products: {
+    shallow: add("ListProducts (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsShallow)))),
+    deep: add("ListProducts (server, HTTP JSON)", deep, await measure(() => rpc("/v1/shop.Product/ListProducts", listBody(cursors.productsDeep)))),
+  },
+  changes: {
+    shallow: add("GetChanges (server, HTTP JSON)", "shallow", await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesShallow)))),
+    deep: add("GetChanges (server, HTTP JSON)", deep, await measure(() => rpc("/v1/shop.History/GetChanges", changesBody(cursors.changesDeep)))),
+  },
+};
+const sqlFigures = {
+  products: {
+    keysetShallow: add("products keyset SQL", "shallow", await measure(() => sql(keysetProducts, [shop.id, "0", "0"]))),
+    keysetDeep: add("products keyset SQL", deep, await measure(() => sql(keysetProducts, [shop.id, deepProduct.x, deepProduct.s]))),
+    offsetShallow: add("products OFFSET SQL", "shallow", await measure(() => sql(offsetProducts, [shop.id, 0]))),
+    offsetDeep: add("products OFFSET SQL", deep, await measure(() => sql(offsetProducts, [shop.id, depth]), 30)),
+  },
+  changes: {
+    keysetShallow: add("changes keyset SQL", "shallow", await measure(() => sql(keysetChanges, [shop.id, "0", "0"]))),
+    keysetDeep: add("changes keyset SQL", deep, await measure(() => sql(keysetChanges, [shop.id, deepChange.x, deepChange.s]))),
+    offsetShallow: add("changes OFFSET SQL", "shallow", await measure(() => sql(offsetChanges, [shop.id, 0]))),
+    offsetDeep: add("changes OFFSET SQL", deep, await measure(() => sql(offsetChanges, [shop.id, depth]), 30)),
+  },
+};
 
 console.log(`# feed page latency, ${ROWS} rows in the shop (+${Math.floor(ROWS / 10)} in another), page of 100`);
 console.log(`machine: ${machine()}; loaded in ${loadSec.toFixed(1)} s`);
 console.log(table(["query", "position", "p50 ms", "p99 ms", "runs"], rows));
+
+for (const [name, rpcName] of [["products", "ListProducts (updated_at)"], ["changes", "GetChanges"]] as const) {
+  for (const pos of ["shallow", "deep"] as const) {
+    const ours = measured[name][pos];
+    const f = sqlFigures[name];
+    const offset = pos === "shallow" ? f.offsetShallow : f.offsetDeep;
+    const keyset = pos === "shallow" ? f.keysetShallow : f.keysetDeep;
+    await report({
+      figure: `${rpcName} page of 100 at ${ROWS.toLocaleString("en")} rows, ${pos === "shallow" ? "shallow" : deep}: p99`,
+      ours: `p50 ${ms(ours.p50)} ms, p99 ${ms(ours.p99)} ms (server over HTTP)`,
+      limit: `OFFSET SQL p99 ${ms(offset.p99)} ms; keyset SQL p99 ${ms(keyset.p99)} ms`,
+      ratio: `${(ours.p99 / offset.p99).toFixed(2)}x OFFSET`,
+      target: "p99 <= 5 ms",
+      met: ours.p99 <= 5,
+    });
+  }
+}
 
 await http.close();
 await app.stop();

@@ -7,7 +7,7 @@
  */
 import pg from "pg";
 import { Pool as HttpPool } from "undici";
-import { benchApp, benchDatabase, benchShop, machine, ms, summarize, table } from "./support.ts";
+import { benchApp, benchDatabase, benchShop, machine, ms, pct, report, summarize, table } from "./support.ts";
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const CONCURRENCY = Number(process.argv[3] ?? 32);
@@ -72,6 +72,17 @@ console.log(
     [plain, creates, updates].map((r) => [r.name, r.perSec.toFixed(0), (r.perSec / plain.perSec).toFixed(2), ms(r.p50), ms(r.p99), r.errors]),
   ),
 );
+
+for (const r of [creates, updates]) {
+  await report({
+    figure: `write RPCs/s: ${r.name}, ${CONCURRENCY} connections`,
+    ours: `${r.perSec.toFixed(0)}/s (p99 ${ms(r.p99)} ms)`,
+    limit: `${plain.perSec.toFixed(0)}/s plain INSERT commits`,
+    ratio: pct(r.perSec, plain.perSec),
+    target: ">= 3,000/s and >= 50%",
+    met: r.perSec >= 3000 && r.perSec / plain.perSec >= 0.5,
+  });
+}
 
 await direct.end();
 await http.close();

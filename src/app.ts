@@ -16,7 +16,7 @@ import { openDatabase, type Database } from "./db/database.ts";
 import { IdAllocator } from "./db/ids.ts";
 import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
 import { cursorSecret } from "./db/sql/settings.ts";
-import { USER_AGENT } from "./delivery/deliverer.ts";
+import { USER_AGENT } from "./delivery/attempt.ts";
 import { DeliveryEngine } from "./delivery/engine.ts";
 import { History } from "./delivery/history.ts";
 import { HttpSender } from "./delivery/http-sender.ts";

@@ -10,9 +10,7 @@ import type { AppContext } from "../context.ts";
 import * as dsql from "../db/sql/deliveries.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import { render, views, type ChangeView } from "../delivery/batch.ts";
-import { observeAttempt, signingSecrets, USER_AGENT } from "../delivery/deliverer.ts";
-import type { SendResult } from "../delivery/http-sender.ts";
-import { signatureHeaders } from "../delivery/signing.ts";
+import { sendAttempt } from "../delivery/attempt.ts";
 import { parseTopic } from "../delivery/topics.ts";
 import { entities as ENTITY_DEFS } from "../entities/index.ts";
 import type { EntityName } from "../entities/model.ts";
@@ -57,42 +55,17 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
   /** Signs and sends a rendered batch to the webhook outside the stream, and records the attempt. */
   const sendOnce = async (w: sql.WebhookRow, callbackId: string, changes: ChangeView[], extra: { test: boolean; attempt: number; range?: [string, string, string, string] }) => {
     const { body, contentType, events } = render(callbackId, changes, { format: w.format, fields: w.fields, coalesce: false, shopId: w.shop_id });
-    const headers: Record<string, string> = {
-      ...Object.fromEntries(w.headers.map((h) => [h.name, h.value])),
-      ...signatureHeaders(signingSecrets(w, ctx.clock.now()), callbackId, Math.floor(Date.now() / 1000), body),
-      "content-type": contentType,
-      "x-shophook-event": [...new Set(changes.map((c) => c.entity))].join(","),
-      "x-shophook-webhook-id": w.id,
-      ...(extra.test ? { "x-shophook-test": "true" } : {}),
-    };
-    const result: SendResult = await deps.sender.post(w.url, headers, body);
-    if (!extra.test) observeAttempt(deps.metrics, result);
-    const row: dsql.DeliveryRow = {
-      id: "",
-      shop_id: w.shop_id,
-      webhook_id: w.id,
-      callback_id: callbackId,
+    return sendAttempt({ ...deps, clock: ctx.clock }, w, {
+      callbackId,
+      body,
+      contentType,
+      events,
+      entities: [...new Set(changes.map((c) => c.entity))],
+      changeCount: changes.length,
       attempt: extra.attempt,
       test: extra.test,
-      url: w.url,
-      events,
-      change_count: changes.length,
-      from_xid: extra.range?.[0] ?? null,
-      from_seq: extra.range?.[1] ?? null,
-      end_xid: extra.range?.[2] ?? null,
-      end_seq: extra.range?.[3] ?? null,
-      request_headers: { ...headers, "user-agent": USER_AGENT },
-      body_size: Buffer.byteLength(body),
-      status: result.ok ? "success" : "failed",
-      response_status: result.status,
-      response_headers: result.headers,
-      response_body: result.body,
-      error: result.error,
-      duration_ms: result.durationMs,
-      created_at: ctx.clock.now(),
-    };
-    row.id = await deps.history.record(row);
-    return { result, row };
+      range: extra.range,
+    });
   };
 
   const getDelivery = async (shopId: string, id: string) => {

@@ -15,13 +15,12 @@ import type { Pool } from "../db/pool.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import { type Logger, throttled } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
-import { version } from "../version.ts";
+import { sendAttempt } from "./attempt.ts";
 import { fitting, render, views } from "./batch.ts";
 import { DeliveryStore } from "./delivery-store.ts";
 import type { History } from "./history.ts";
 import type { HttpSender, SendResult } from "./http-sender.ts";
 import { afterFailure } from "./retry-schedule.ts";
-import { signatureHeaders } from "./signing.ts";
 
 export interface DelivererDeps {
   pool: Pool;
@@ -50,13 +49,6 @@ interface Batch {
 
 /** Batches one turn sends before yielding its slot to other webhooks. */
 const BATCHES_PER_TURN = 20;
-export const USER_AGENT = `shophook/${version} (+https://github.com/shophook/shophook)`;
-
-/** The secrets that sign now: the current one, and the previous one during its rotation grace. */
-export function signingSecrets(w: sql.WebhookRow, now: Date): string[] {
-  return w.previous_secret && w.previous_secret_expires_at && w.previous_secret_expires_at > now ? [w.secret, w.previous_secret] : [w.secret];
-}
-
 /** Seconds a 429's Retry-After asks for (delta-seconds or an HTTP date), or undefined. */
 export function retryAfterSeconds(value: string | undefined, now: Date): number | undefined {
   if (!value) return undefined;
@@ -66,14 +58,6 @@ export function retryAfterSeconds(value: string | undefined, now: Date): number 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Counts an attempt in the delivery metrics. */
-export function observeAttempt(metrics: Metrics | undefined, r: SendResult) {
-  if (!metrics) return;
-  const result = r.ok ? "success" : "failed";
-  metrics.deliveries.inc({ result, status_class: r.status ? `${Math.floor(r.status / 100)}xx` : "none" });
-  metrics.deliveryDuration.observe({ result }, r.durationMs / 1000);
-}
 
 export class Deliverer {
   private readonly deps: DelivererDeps;
@@ -228,40 +212,18 @@ export class Deliverer {
     const changes = views(batch.rows, { fields: w.fields, coalesce: w.coalesce_changes });
     // A stored batch can match nothing any more (the webhook's subscriptions changed): nothing to send.
     if (!changes.length) return { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
-    const { body, contentType } = render(batch.id, changes, { format: w.format, fields: w.fields, coalesce: w.coalesce_changes, shopId: w.shop_id });
-    const entities = [...new Set(changes.map((c) => c.entity))];
-    const headers = {
-      ...Object.fromEntries(w.headers.map((h) => [h.name, h.value])),
-      ...signatureHeaders(signingSecrets(w, this.deps.clock.now()), batch.id, Math.floor(Date.now() / 1000), body),
-      "content-type": contentType,
-      "x-shophook-event": entities.join(","),
-      "x-shophook-webhook-id": w.id,
-    };
+    const { body, contentType, events } = render(batch.id, changes, { format: w.format, fields: w.fields, coalesce: w.coalesce_changes, shopId: w.shop_id });
     await this.pace(w);
-    const result = await this.deps.sender.post(w.url, headers, body);
-    observeAttempt(this.deps.metrics, result);
-    await this.deps.history.record({
-      shop_id: w.shop_id,
-      webhook_id: w.id,
-      callback_id: batch.id,
+    const { result } = await sendAttempt(this.deps, w, {
+      callbackId: batch.id,
+      body,
+      contentType,
+      events,
+      entities: [...new Set(changes.map((c) => c.entity))],
+      changeCount: changes.length,
       attempt: w.batch_id === batch.id ? w.attempts + 1 : 1,
       test: false,
-      url: w.url,
-      events: [...new Set(changes.map((c) => `${c.entity}.${c.change_type}d`))],
-      change_count: changes.length,
-      from_xid: batch.fromXid,
-      from_seq: batch.fromSeq,
-      end_xid: batch.endXid,
-      end_seq: batch.endSeq,
-      request_headers: { ...headers, "user-agent": USER_AGENT },
-      body_size: Buffer.byteLength(body),
-      status: result.ok ? "success" : "failed",
-      response_status: result.status,
-      response_headers: result.headers,
-      response_body: result.body,
-      error: result.error,
-      duration_ms: result.durationMs,
-      created_at: this.deps.clock.now(),
+      range: [batch.fromXid, batch.fromSeq, batch.endXid, batch.endSeq],
     });
     return result;
   }
