@@ -17,6 +17,7 @@ import { productEntity, type ProductRow } from "../src/entities/product.ts";
 import { entityJson, write } from "../src/store/write.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 import { feedSettled } from "./support/db.ts";
+import { LISTS } from "./support/lists.ts";
 
 const t = useApp({ dbPoolSize: 30 });
 
@@ -24,14 +25,6 @@ const DURATION_MS = Number(process.env.FEED_TEST_MS ?? 4000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T | undefined => xs[Math.floor(Math.random() * xs.length)];
 
-const LISTS: Record<EntityName, { path: string; items: string; key: string }> = {
-  product: { path: "shop.Product/ListProducts", items: "products", key: "id" },
-  variant: { path: "shop.Variant/ListVariants", items: "shop_variants", key: "id" },
-  customer: { path: "shop.Customer/ListCustomers", items: "customers", key: "id" },
-  order: { path: "shop.Order/ListOrders", items: "orders", key: "id" },
-  fulfillment: { path: "shop.Fulfillment/ListFulfillments", items: "fulfillments", key: "id" },
-  inventory_level: { path: "shop.Inventory/ListInventoryLevels", items: "inventory_levels", key: "variant_id" },
-};
 
 class Abort extends Error {}
 

@@ -8,7 +8,9 @@ import { Inventory } from "../gen/shop/inventory_pb.ts";
 import { Order } from "../gen/shop/order_pb.ts";
 import { Product } from "../gen/shop/product_pb.ts";
 import { Variant } from "../gen/shop/variant_pb.ts";
+import type { EntityName } from "../src/entities/model.ts";
 import { type TestShop, useApp } from "./support/app.ts";
+import { LISTS } from "./support/lists.ts";
 
 const t = useApp({ changeRetentionHours: 24 });
 
@@ -16,15 +18,7 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-const LISTS = {
-  products: { path: "shop.Product/ListProducts", items: "products", key: "id" },
-  variants: { path: "shop.Variant/ListVariants", items: "shop_variants", key: "id" },
-  customers: { path: "shop.Customer/ListCustomers", items: "customers", key: "id" },
-  orders: { path: "shop.Order/ListOrders", items: "orders", key: "id" },
-  fulfillments: { path: "shop.Fulfillment/ListFulfillments", items: "fulfillments", key: "id" },
-  inventory_levels: { path: "shop.Inventory/ListInventoryLevels", items: "inventory_levels", key: "variant_id" },
-} as const;
-type ListName = keyof typeof LISTS;
+type ListName = EntityName;
 
 /** Polls a List* RPC sorted by updated_at from `after` until an empty page; returns items and the last cursor. */
 async function poll(shop: TestShop, list: ListName, after?: string, limit = 3) {
@@ -67,12 +61,12 @@ describe("List* sorted by updated_at", () => {
       cursors[list] = r.cursor;
       full[list] = r.items;
     }
-    expect(full.products).toHaveLength(5);
-    expect(full.variants).toHaveLength(2);
-    expect(full.customers).toHaveLength(1);
-    expect(full.orders).toHaveLength(4);
-    expect(full.fulfillments).toHaveLength(1);
-    expect(full.inventory_levels).toHaveLength(2);
+    expect(full.product).toHaveLength(5);
+    expect(full.variant).toHaveLength(2);
+    expect(full.customer).toHaveLength(1);
+    expect(full.order).toHaveLength(4);
+    expect(full.fulfillment).toHaveLength(1);
+    expect(full.inventory_level).toHaveLength(2);
     // in updated_at order
     for (const items of Object.values(full)) {
       const times = items.map((x) => x.updated_at);
@@ -93,13 +87,13 @@ describe("List* sorted by updated_at", () => {
     const inc = {} as Record<ListName, any[]>;
     for (const list of Object.keys(LISTS) as ListName[]) inc[list] = (await poll(shop, list, cursors[list])).items;
     const ids = (list: ListName) => inc[list].map((x) => x[LISTS[list].key]).sort();
-    expect(inc.products.map((x) => x.name)).toEqual(["P2"]);
-    expect(inc.variants).toMatchObject([{ id: s.v2.id, deleted: true }]);
-    expect(inc.customers).toMatchObject([{ id: s.c.id, note: "vip" }]);
-    expect(ids("orders")).toEqual([s.orders[0]!.id, s.orders[1]!.id, s.orders[2]!.id].sort());
-    expect(inc.orders.find((o) => o.id === s.orders[2]!.id).deleted).toBe(true);
-    expect(inc.fulfillments).toMatchObject([{ id: s.f.id, shipping_state: "picking" }]);
-    expect(ids("inventory_levels")).toEqual([s.v1.id, s.v2.id].sort());
+    expect(inc.product.map((x) => x.name)).toEqual(["P2"]);
+    expect(inc.variant).toMatchObject([{ id: s.v2.id, deleted: true }]);
+    expect(inc.customer).toMatchObject([{ id: s.c.id, note: "vip" }]);
+    expect(ids("order")).toEqual([s.orders[0]!.id, s.orders[1]!.id, s.orders[2]!.id].sort());
+    expect(inc.order.find((o) => o.id === s.orders[2]!.id).deleted).toBe(true);
+    expect(inc.fulfillment).toMatchObject([{ id: s.f.id, shipping_state: "picking" }]);
+    expect(ids("inventory_level")).toEqual([s.v1.id, s.v2.id].sort());
   });
 
   it("pages in creation order with filters, include_deleted, and prev/before", async () => {
