@@ -1,6 +1,7 @@
 /** Webhook operations through the real server with real receivers: every item of the operations issue. */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Webhook as StandardWebhook } from "standardwebhooks";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, describe, expect, it } from "vitest";
 import { Customer } from "../gen/shop/customer_pb.ts";
 import { Inventory } from "../gen/shop/inventory_pb.ts";
@@ -336,7 +337,7 @@ describe("formats and receiver signals", () => {
     const state = async (id: string) => (await shop.client(Webhook).getWebhook({ id }))!;
     await expect.poll(async () => (await state(h1!.id)).states?.state).toBe("retry");
     await expect.poll(async () => (await state(h2!.id)).states?.state).toBe("retry");
-    const delay = async (id: string) => Number((await state(id)).states!.nextAttemptAt!.seconds) * 1000 - clock.now().getTime();
+    const delay = async (id: string) => timestampMs((await state(id)).states!.nextAttemptAt!) - clock.now().getTime();
     expect(await delay(h1!.id)).toBeGreaterThan(115_000);
     expect(await delay(h1!.id)).toBeLessThanOrEqual(120_000);
     expect(await delay(h2!.id)).toBeLessThanOrEqual(600_000);

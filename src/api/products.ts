@@ -55,7 +55,10 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
         retail_price: money("retail_price", req.retailPrice),
       };
       const id = await ctx.ids.next();
-      return one(shopId, await createOne(ctx, shopId, P, { id, ...data }));
+      // A new product has no variants yet: no read for them.
+      const p = P.toMessage(await createOne(ctx, shopId, P, { id, ...data }));
+      p.variants = [];
+      return p;
     },
 
     async getProduct(req, hc) {

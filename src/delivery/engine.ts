@@ -27,6 +27,8 @@ import { oldestWriter } from "../db/sql/metrics.ts";
 import { throttled } from "../logger.ts";
 
 export const WAKE_QUEUE = "webhook-wake";
+/** How long a shop's webhook list is cached (see `hooks`). */
+const HOOKS_TTL_MS = 30_000;
 const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
 /** Waits before re-checking a change that is not yet below the horizon. */
 const HORIZON_BACKOFF_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -163,14 +165,18 @@ export class DeliveryEngine {
     for (const id of ids) this.deliverer.wake(id);
   }
 
-  /** Each shop's active webhooks, from a 2 s cache (invalidated here on change), one query for the misses. */
+  /**
+   * Each shop's active webhooks, from a cache, one query for the misses. This process invalidates
+   * it when it changes a shop's webhooks; another instance's change shows after HOOKS_TTL_MS, and
+   * until then the sweep (every second) delivers to a webhook this cache does not know yet.
+   */
   private async hooks(shopIds: string[]): Promise<Map<string, ShopHooks["hooks"]>> {
     const now = Date.now();
     const out = new Map<string, ShopHooks["hooks"]>();
     const missing: string[] = [];
     for (const shopId of shopIds) {
       const cached = this.hooksByShop.get(shopId);
-      if (cached && now - cached.at < 2_000) out.set(shopId, cached.hooks);
+      if (cached && now - cached.at < HOOKS_TTL_MS) out.set(shopId, cached.hooks);
       else missing.push(shopId);
     }
     if (missing.length) {
@@ -185,6 +191,8 @@ export class DeliveryEngine {
   /** Wakes every webhook that has work nobody is doing; returns how many. */
   async sweep(): Promise<number> {
     if (this.stopped) return 0;
+    const now = Date.now();
+    for (const [shopId, c] of this.hooksByShop) if (now - c.at >= HOOKS_TTL_MS) this.hooksByShop.delete(shopId);
     const { rows } = await this.ctx.pool.query<{ id: string }>(sql.sweep(this.ctx.clock.now(), 10_000));
     for (const r of rows) this.deliverer.wake(r.id);
     return rows.length;

@@ -11,6 +11,7 @@ import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, expect, it } from "vitest";
 import { Customer } from "../../gen/shop/customer_pb.ts";
 import { Webhook } from "../../gen/shop/webhook_pb.ts";
@@ -119,7 +120,7 @@ it.each(rounds())("round %i: every kind of failing receiver, then recovery: stat
     await expect.poll(async () => (await state(kind)).states?.lastError?.error ?? "", { timeout: 10_000 }).toMatch(re);
     const s = await state(kind);
     expect(s.states?.state, kind).toBe("retry");
-    const delay = Number(s.states!.nextAttemptAt!.seconds) * 1000 - clock.now().getTime();
+    const delay = timestampMs(s.states!.nextAttemptAt!) - clock.now().getTime();
     if (kind === "429") expect(delay, "429 Retry-After: 5").toBeLessThanOrEqual(5_000);
     else {
       expect(delay, `${kind}: first retry 30 s ± 25%`).toBeGreaterThanOrEqual(22_000);
@@ -133,7 +134,7 @@ it.each(rounds())("round %i: every kind of failing receiver, then recovery: stat
   // The second failure waits about twice as long (60 s ± 25%).
   clock.advance(40_000);
   await expect.poll(async () => (await state("500")).states?.lastError?.retried, { timeout: 10_000 }).toBe(2);
-  const second = Number((await state("500")).states!.nextAttemptAt!.seconds) * 1000 - clock.now().getTime();
+  const second = timestampMs((await state("500")).states!.nextAttemptAt!) - clock.now().getTime();
   expect(second).toBeGreaterThanOrEqual(44_000);
   expect(second).toBeLessThanOrEqual(76_000);
 
