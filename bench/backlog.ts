@@ -5,7 +5,7 @@
  *   2. failing: BACKLOG (1M) changes pending while the receiver answers 503 (the webhook retries)
  *   3. draining: the receiver recovers and the whole backlog is delivered; peak RSS and rate
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/backlog.ts
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/backlog.ts
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs/promises";

@@ -10,7 +10,7 @@
  *      limit: bare POSTs of one-change bodies, 256 connections
  * The receiver runs in its own process (bench/receiver.ts). ONLY=A,B selects parts.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/delivery.ts
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/delivery.ts
  */
 import pg from "pg";
 import { Pool as HttpPool } from "undici";

@@ -3,7 +3,7 @@
  * deep position, through the real server over HTTP/1.1 JSON; beside them, in the same run, the
  * same page as a keyset SQL query and as an OFFSET query on the same data.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/feed.ts [rows]
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/feed.ts [rows]
  */
 import { Pool as HttpPool } from "undici";
 import { benchApp, benchDatabase, benchShop, machine, ms, report, summarize, table } from "./support.ts";

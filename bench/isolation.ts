@@ -6,7 +6,7 @@
  *      retries after 1-2 s and hangs again)
  * Figure: commit -> receipt latency of the healthy endpoints' changes, p50/p99, run 2 vs run 1.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/isolation.ts
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/isolation.ts
  */
 import { customerEntity } from "../src/entities/customer.ts";
 import { createOne } from "../src/store/write.ts";

@@ -5,7 +5,7 @@
  * POST /hang/... never answers (an endpoint that times out); GET /fail and GET /heal switch every
  * other POST between 503 and 200.
  *
- *   node bench/receiver.ts   (prints {"port": N} on stdout once listening)
+ *   npx node bench/receiver.ts   (prints {"port": N} on stdout once listening)
  */
 import http from "node:http";
 import type net from "node:net";

@@ -82,7 +82,7 @@ for (const b of BENCHES) {
     .filter((l) => !l.startsWith("figure: "))
     .join("\n")
     .trim();
-  sections.push(`### ${b.what}\n\n\`node bench/${b.name}.ts ${b.args.join(" ")}\`, ${r.seconds.toFixed(0)} s${r.code ? `, **exited ${r.code}**` : ""}\n\n${details.replace(/^# .*\n?/m, "")}\n`);
+  sections.push(`### ${b.what}\n\n\`npx node bench/${b.name}.ts ${b.args.join(" ")}\`, ${r.seconds.toFixed(0)} s${r.code ? `, **exited ${r.code}**` : ""}\n\n${details.replace(/^# .*\n?/m, "")}\n`);
 }
 const figures = (await fs.readFile(results, "utf8"))
   .split("\n")

@@ -3,7 +3,7 @@
  * beside the machine's limit measured in the same run: plain single-row INSERT commits/s from
  * the same number of concurrent connections straight to PostgreSQL.
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node bench/writes.ts [seconds] [concurrency]
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/writes.ts [seconds] [concurrency]
  */
 import pg from "pg";
 import { Pool as HttpPool } from "undici";
