@@ -69,7 +69,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     const metrics = new Metrics(db.pool);
     boss = await startBoss(ctx, db.url);
     if (config.deliveryEnabled) {
-      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history, metrics);
+      const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history, metrics, db.url);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
       ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);

@@ -27,6 +27,11 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long changes and tombstones are kept; older sync cursors must resync. `SHOPHOOK_CHANGE_RETENTION_HOURS`, default 168 (7 days). */
   changeRetentionHours: number;
+  /**
+   * How long changes a webhook has not delivered yet are kept past the retention (a paused or
+   * stopped webhook resumes without a hole). `SHOPHOOK_WEBHOOK_BACKLOG_MAX_HOURS`, default 720 (30 days).
+   */
+  webhookBacklogMaxHours: number;
   /** When the retention prune runs (cron, UTC). `SHOPHOOK_PRUNE_CRON`, default every 10 minutes. */
   pruneCron: string;
   /** Webhook URLs may be plain http (otherwise https only). `SHOPHOOK_WEBHOOK_ALLOW_HTTP`, default false. */
@@ -102,7 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = str(env, "LOG_LEVEL", "info");
   const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
   if (!levels.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${levels.join(", ")}, got "${logLevel}"`);
-  return {
+  const config: Config = {
     port: int(env, "PORT", 8080, 0, 65535),
     host: str(env, "HOST", "127.0.0.1"),
     databaseUrl: env.DATABASE_URL || undefined,
@@ -114,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
     changeRetentionHours: int(env, "SHOPHOOK_CHANGE_RETENTION_HOURS", 168, 1, 24 * 365),
+    webhookBacklogMaxHours: int(env, "SHOPHOOK_WEBHOOK_BACKLOG_MAX_HOURS", 720, 1, 24 * 3650),
     pruneCron: str(env, "SHOPHOOK_PRUNE_CRON", "*/10 * * * *"),
     webhookAllowHttp: bool(env, "SHOPHOOK_WEBHOOK_ALLOW_HTTP", false),
     webhookAllowPrivate: list(env, "SHOPHOOK_WEBHOOK_ALLOW_PRIVATE"),
@@ -132,6 +138,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: env.SHOPHOOK_METRICS_TOKEN || undefined,
     stallWarnSeconds: int(env, "SHOPHOOK_STALL_WARN_SECONDS", 30, 1, 86_400),
   };
+  if (config.webhookBacklogMaxHours < config.retryWindowHours) {
+    throw new ConfigError(
+      `SHOPHOOK_WEBHOOK_BACKLOG_MAX_HOURS (${config.webhookBacklogMaxHours}) must be at least SHOPHOOK_RETRY_WINDOW_HOURS (${config.retryWindowHours}): a retrying webhook's changes must outlive its retries`,
+    );
+  }
+  return config;
 }
 
 export { ConfigError };

@@ -118,6 +118,7 @@ describe("delivery", () => {
     await hook(shop, fast.url, ["product"]);
     for (let i = 0; i < 5; i++) await shop.client(Product).createProduct({ name: `p${i}` });
     await fast.until(() => fast.changeIds().length >= 5, 5_000);
+    await slow.until((rs) => rs.length >= 1, 5_000);
     // Everything reached the fast receiver while the hanging request was still open: its first
     // attempt has not even timed out (1.5 s) yet.
     expect(slow.requests.length).toBe(1);

@@ -231,18 +231,62 @@ describe("read your writes behind a concurrent transaction", () => {
 });
 
 describe("retention", () => {
-  it("refuses a sync cursor older than the retention window with a stable resync message", async () => {
+  it("refuses a cursor behind pruned changes or tombstones with a stable resync message, even one issued a moment ago", async () => {
     const shop = await t.shop();
-    await shop.client(Product).createProduct({ name: "x" });
-    const changes = await shop.post("/v1/shop.History/GetChanges", {});
-    const list = await shop.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at" } });
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 25 * 3_600_000 });
+    const products = shop.client(Product);
+    const made = [];
+    for (const name of ["a", "b", "c"]) made.push(await products.createProduct({ name }));
+    for (const p of made) await products.deleteProduct({ id: p.id });
+    // Mid-sync cursors: after the first change, and after the first tombstone.
+    const changes = await shop.post("/v1/shop.History/GetChanges", { paging: { limit: 1 } });
+    const list = await shop.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at", limit: 1 } });
+    expect(list.body.products[0].id).toBe(made[0]!.id);
+    // The rows after both cursors get old, and the prune deletes them.
+    await t.app.pool.query("UPDATE changes SET time = now() - interval '30 hours' WHERE shop_id = $1", [shop.id]);
+    await t.app.pool.query("UPDATE products SET deleted_at = now() - interval '30 hours' WHERE shop_id = $1", [shop.id]);
+    const pruned = await pruneExpired(t.app.pool, { changes: 24, backlog: 720, historyDays: 30 });
+    expect(pruned).toMatchObject({ changes: 6, tombstones: 3 });
     for (const [path, cursor] of [["shop.History/GetChanges", changes.body.paging.next], ["shop.Product/ListProducts", list.body.paging.next]]) {
       const res = await shop.post(`/v1/${path}`, { paging: { after: cursor } });
       expect(res.status).toBe(400);
       expect(res.body.code).toBe("failed_precondition");
-      expect(res.body.message).toMatch(/^paging.after: cursor expired: it is older than the 24h change retention.*resync from the start/);
+      expect(res.body.message).toMatch(/^paging.after: cursor expired: changes after it were pruned \(retention 24h\); resync from the start/);
     }
+    // A resync from the start works, and its cursor is good again.
+    const fresh = await shop.post("/v1/shop.History/GetChanges", {});
+    expect(fresh.status).toBe(200);
+    expect((await shop.post("/v1/shop.History/GetChanges", { paging: { after: fresh.body.paging.next } })).status).toBe(200);
+  });
+
+  it("keeps an old cursor valid while nothing behind it was pruned; the prune marks one shop only", async () => {
+    const shop = await t.shop();
+    const other = await t.shop();
+    await shop.client(Product).createProduct({ name: "x" });
+    const changes = await shop.post("/v1/shop.History/GetChanges", {});
+    const list = await shop.post("/v1/shop.Product/ListProducts", { paging: { sort: "updated_at" } });
+    // Another shop's old changes are pruned; ours are not touched.
+    await other.client(Product).createProduct({ name: "old" });
+    await t.app.pool.query("UPDATE changes SET time = now() - interval '30 hours' WHERE shop_id = $1", [other.id]);
+    expect((await pruneExpired(t.app.pool, { changes: 24, backlog: 720, historyDays: 30 })).changes).toBe(1);
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 25 * 3_600_000 });
+    try {
+      for (const [path, cursor] of [["shop.History/GetChanges", changes.body.paging.next], ["shop.Product/ListProducts", list.body.paging.next]]) {
+        const res = await shop.post(`/v1/${path}`, { paging: { after: cursor } });
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("binds a GetChanges cursor to its entities filter", async () => {
+    const shop = await t.shop();
+    const page = await shop.post("/v1/shop.History/GetChanges", { entities: ["order", "product"] });
+    const same = await shop.post("/v1/shop.History/GetChanges", { entities: ["product", "order"], paging: { after: page.body.paging.next } });
+    expect(same.status).toBe(200);
+    const other = await shop.post("/v1/shop.History/GetChanges", { entities: ["product"], paging: { after: page.body.paging.next } });
+    expect(other.status).toBe(400);
+    expect(other.body).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/^paging.after: cursor is for entities \[order,product\], not \[product\]/) });
   });
 
   it("prunes old changes and tombstones from the scheduled job", async () => {
@@ -262,6 +306,17 @@ describe("retention", () => {
     const left = await shop.post("/v1/shop.History/GetChanges", {});
     expect(left.body.changes.map((c: any) => c.entity_id)).toEqual([fresh.id]);
     // Running it again finds nothing more.
-    expect(await pruneExpired(t.app.pool, 24, 30)).toEqual({ changes: 0, tombstones: 0, deliveries: 0 });
+    expect(await pruneExpired(t.app.pool, { changes: 24, backlog: 720, historyDays: 30 })).toEqual({ changes: 0, tombstones: 0, deliveries: 0 });
+    // Old delivery history goes too, newer stays.
+    const fake = (id: number, age: string) =>
+      t.app.pool.query(
+        `INSERT INTO deliveries (id, shop_id, webhook_id, callback_id, attempt, url, events, change_count, request_headers, body_size, status, response_status, duration_ms, created_at)
+         VALUES ($1, $2, 1, 1, 1, 'https://example.com/', '{}', 1, '{}', 10, 'success', 200, 5, now() - $3::interval)`,
+        [id, shop.id, age],
+      );
+    await fake(1, "31 days");
+    await fake(2, "29 days");
+    expect(await pruneExpired(t.app.pool, { changes: 24, backlog: 720, historyDays: 30 })).toEqual({ changes: 0, tombstones: 0, deliveries: 1 });
+    expect((await t.app.pool.query("SELECT id FROM deliveries WHERE shop_id = $1", [shop.id])).rows.map((r) => r.id)).toEqual(["2"]);
   });
 });

@@ -1,7 +1,7 @@
 /** Webhook operations through the real server with real receivers: every item of the operations issue. */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Webhook as StandardWebhook } from "standardwebhooks";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, describe, expect, it } from "vitest";
 import { Customer } from "../gen/shop/customer_pb.ts";
 import { Inventory } from "../gen/shop/inventory_pb.ts";
@@ -9,6 +9,7 @@ import { Order } from "../gen/shop/order_pb.ts";
 import { Product } from "../gen/shop/product_pb.ts";
 import { Variant } from "../gen/shop/variant_pb.ts";
 import { Webhook } from "../gen/shop/webhook_pb.ts";
+import { pruneExpired } from "../src/jobs/prune.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 import { ManualClock } from "./support/clock.ts";
 import { type Receiver, type Received, startReceiver } from "./support/receiver.ts";
@@ -58,11 +59,34 @@ describe("settings", () => {
     clock.advance(60_000);
     await b.until(() => changesOf(b).length >= 2);
     expect(changesOf(b).map((c: any) => c.entity_id)).toEqual([c1.id, p.id]);
-    expect(b.requests[0]!.body.id).toBe(a.requests[0]!.body.id); // the pending batch, same callback id
+    // The pending batch was cut under the old settings: it is cut again, under a new callback id.
+    expect(b.requests[0]!.body.id).not.toBe(a.requests[0]!.body.id);
     expect(b.requests[0]!.headers["x-token"]).toBeUndefined();
     await expect.poll(async () => (await shop.client(Webhook).getWebhook({ id: wh.id })).states?.state).toBe("ok");
     expect(await codeOf(shop.client(Webhook).updateWebhook({ id: wh.id, updateMask: { paths: ["nope"] } }))).toBe("InvalidArgument");
     expect(await codeOf(shop.client(Webhook).updateWebhook({ id: wh.id, entities: [], topics: [], updateMask: { paths: ["entities", "topics"] } }))).toBe("InvalidArgument");
+  });
+
+  it("UpdateWebhook that widens a failing webhook's subscriptions loses nothing inside its pending batch's range", async () => {
+    const shop = await t.shop();
+    const r = await receiver(() => ({ status: 503 }));
+    const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
+    // 1,500 product changes the customer webhook skips, then a customer: the failing batch's range covers them all.
+    const ids: string[] = [];
+    for (let i = 0; i < 1500; i++) ids.push((await shop.client(Product).createProduct({ name: `p${i}` })).id);
+    const c = await shop.client(Customer).createCustomer({ fullName: "last" });
+    await r.until((rs) => rs.length >= 1);
+    expect(r.requests[0]!.body.changes.map((x: any) => x.entity_id)).toEqual([c.id]);
+    await shop.client(Webhook).updateWebhook({ id: wh.id, entities: ["customer", "product"] });
+    r.behave(() => ({ status: 200 }));
+    clock.advance(60_000);
+    await r.until((rs) => rs.at(-1)!.body.changes.at(-1)?.entity_id === c.id && rs.length > 1, 20_000);
+    // Every product change after the cursor arrives (those the webhook passed, unmatched, before
+    // the update do not: they were never pending), then the customer; the old code stopped at 1,000.
+    const after = r.requests.slice(1).flatMap((x) => x.body.changes.map((y: any) => y.entity_id));
+    expect(after.length).toBeGreaterThan(1400);
+    expect(after).toEqual([...ids, c.id].slice(-after.length));
+    expect(r.requests.slice(1).every((x) => x.body.changes.length <= 1000)).toBe(true);
   });
 
   it("SetActive: paused webhooks accumulate; resuming a stopped webhook starts at its first undelivered change", async () => {
@@ -253,6 +277,76 @@ describe("history, retry, recover, stats, health", () => {
     expect(tooOld.body.message).toMatch(/^since: older than the 168h change retention/);
     const future = await shop.post("/v1/shop.Webhook/RecoverWebhook", { id: wh.id, since: new Date(clock.now().getTime() + 3600_000).toISOString() });
     expect(future.body.message).toBe("since: must not be in the future");
+  });
+
+  it("RecoverWebhook never moves a failing webhook forward past its undelivered backlog", async () => {
+    const shop = await t.shop();
+    const r = await receiver(() => ({ status: 500 }));
+    const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
+    const old = await shop.client(Customer).createCustomer({ fullName: "backlog" });
+    await r.until((rs) => rs.length >= 1);
+    await expect.poll(async () => (await shop.client(Webhook).getWebhook({ id: wh.id })).states?.state).toBe("retry");
+    await sleep(20);
+    const later = await shop.client(Customer).createCustomer({ fullName: "later" });
+    // Recover from after the backlog's change: the backlog still goes out, first.
+    r.behave(() => ({ status: 200 }));
+    const back = await shop.client(Webhook).recoverWebhook({ id: wh.id, since: later.createdAt! });
+    expect(back.states?.state).toBe("ok");
+    await r.until(() => changesOf(r).some((c: any) => c.entity_id === later.id));
+    const sent = r.requests.slice(1).flatMap((x) => x.body.changes.map((c: any) => c.entity_id));
+    expect(sent).toEqual([old.id, later.id]);
+  });
+
+  it("keeps a paused webhook's undelivered changes past the retention; once they are pruned anyway it stops with a reason, refuses SetActive, and RecoverWebhook resumes it", async () => {
+    const shop = await t.shop();
+    const r = await receiver();
+    const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
+    await shop.client(Webhook).setActive({ id: wh.id, active: false });
+    const paused = await shop.client(Customer).createCustomer({ fullName: "while paused" });
+    await t.app.pool.query("UPDATE changes SET time = now() - interval '200 hours' WHERE shop_id = $1", [shop.id]);
+    // Older than the 168 h retention, but undelivered: kept.
+    await pruneExpired(t.app.pool, { changes: 168, backlog: 720, historyDays: 30 });
+    expect((await t.app.pool.query("SELECT count(*)::int AS n FROM changes WHERE shop_id = $1", [shop.id])).rows[0].n).toBe(1);
+    // Past the backlog limit too (here 190 h): pruned. The webhook cannot resume without a hole...
+    await pruneExpired(t.app.pool, { changes: 168, backlog: 190, historyDays: 30 });
+    expect((await t.app.pool.query("SELECT count(*)::int AS n FROM changes WHERE shop_id = $1", [shop.id])).rows[0].n).toBe(0);
+    const refused = await shop.post("/v1/shop.Webhook/SetActive", { id: wh.id, active: true });
+    expect(refused.body).toMatchObject({ code: "failed_precondition", message: expect.stringMatching(/^id: changes webhook \d+ had not delivered were pruned; RecoverWebhook/) });
+    // ...and an active one that meets the hole stops with a reason instead of skipping it.
+    await t.app.pool.query("UPDATE webhooks SET active = true WHERE id = $1", [wh.id]);
+    t.app.delivery!.deliverer.wake(wh.id);
+    await expect.poll(async () => (await shop.client(Webhook).getWebhook({ id: wh.id })).states?.state).toBe("stop");
+    const stopped = await shop.client(Webhook).getWebhook({ id: wh.id });
+    expect(stopped.disabledReason).toMatch(/^changes pruned: /);
+    expect(stopped.states?.lastError?.error).toMatch(/^changes pruned: /);
+    expect(stopped.health?.status).toBe("error");
+    expect(r.requests).toHaveLength(0);
+    expect(paused.id).toBeTruthy();
+    // RecoverWebhook accepts the hole explicitly and resumes from the oldest kept change.
+    const recovered = await shop.client(Webhook).recoverWebhook({ id: wh.id, since: timestampFromDate(new Date(clock.now().getTime() - 3600_000)) });
+    expect(recovered).toMatchObject({ disabledReason: "", states: { state: "ok" } });
+    const next = await shop.client(Customer).createCustomer({ fullName: "after recovery" });
+    await r.until(() => changesOf(r).some((c: any) => c.entity_id === next.id));
+    expect(changesOf(r).map((c: any) => c.entity_id)).toEqual([next.id]);
+  });
+
+  it("RetryDelivery of a paused webhook's pending batch says to resume it; resuming a retrying webhook retries at once", async () => {
+    const shop = await t.shop();
+    const r = await receiver(() => ({ status: 500 }));
+    const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
+    const c = await shop.client(Customer).createCustomer({ fullName: "x" });
+    await r.until((rs) => rs.length >= 1);
+    await expect.poll(async () => (await shop.client(Webhook).getWebhook({ id: wh.id })).states?.state).toBe("retry");
+    const [d] = (await shop.client(Webhook).listDeliveries({ filter: { webhookId: wh.id } })).deliveries;
+    await shop.client(Webhook).setActive({ id: wh.id, active: false });
+    const res = await shop.post("/v1/shop.Webhook/RetryDelivery", { id: d!.id });
+    expect(res.body).toMatchObject({ code: "failed_precondition", message: expect.stringMatching(/is paused: SetActive with active true resumes it/) });
+    // Resuming makes the retry due now (no clock moved): the sweep sends it.
+    r.behave(() => ({ status: 200 }));
+    await shop.client(Webhook).setActive({ id: wh.id, active: true });
+    await r.until((rs) => rs.length >= 2);
+    expect(r.requests[1]!.body.id).toBe(r.requests[0]!.body.id);
+    expect(r.requests[1]!.body.changes.map((x: any) => x.entity_id)).toEqual([c.id]);
   });
 
   it("GetStats and health: totals, rates, durations, days; healthy, warning, error", async () => {

@@ -11,7 +11,7 @@ import { type ChangeRow, changesAfter } from "../db/sql/lists.ts";
 import { ENTITY_NAMES } from "../entities/model.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
-import { checkRetention, maxPosition, pageLimit, readSettled } from "./paging.ts";
+import { cursorExpired, maxPosition, pageLimit, readSettled } from "./paging.ts";
 
 export function validateEntities(field: string, entities: string[]): string[] {
   const seen = new Set<string>();
@@ -41,23 +41,26 @@ export function getChanges(ctx: AppContext) {
     const shopId = principal(hc).shopId;
     const limit = pageLimit(req.paging?.limit ?? 0);
     const entities = validateEntities("entities", req.entities);
+    // A cursor names its filter: reusing it with another would skip the other entities' changes.
+    const entitiesKey = [...entities].sort().join(",");
     let pos = ["0", "0"];
     if (req.paging?.after) {
       const c = ctx.cursors.decode(req.paging.after, "paging.after", "changes", shopId);
-      checkRetention(ctx, c.t, "paging.after");
+      if (c.o !== entitiesKey) throw invalidArgument("paging.after", `cursor is for entities [${c.o}], not [${entitiesKey}]: keep the entities filter of the first page`);
       pos = c.k;
     }
-    const query = changesAfter(shopId, pos[0]!, pos[1]!, entities, limit);
+    const query = changesAfter(shopId, pos[0]!, pos[1]!, entities, limit, Boolean(req.paging?.after));
     const rows = await readSettled(
       () => ctx.pool.query<ChangeRow>(query).then((r) => r.rows),
       (rs) => rs.filter((r) => r.id !== null).length === limit,
     );
+    if (rows[0]!.expired) throw cursorExpired(ctx, "paging.after");
     const changes = rows.filter((r) => r.id !== null);
     // A short page read everything below the horizon: the next page starts there.
     const next = changes.length === limit ? [changes.at(-1)!.xid, changes.at(-1)!.id!] : [rows[0]!.horizon, "0"];
     return create(GetChangesResponseSchema, {
       changes: changes.map(changeMessage),
-      paging: { next: ctx.cursors.encode("changes", shopId, "", maxPosition(pos, next)) },
+      paging: { next: ctx.cursors.encode("changes", shopId, entitiesKey, maxPosition(pos, next)) },
     });
   };
 }

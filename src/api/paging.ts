@@ -3,9 +3,9 @@
  *
  * A cursor is an opaque, signed token: base64url(JSON) + "." + HMAC. It names its list, its
  * shop and its sort, so a cursor from another list, shop or sort, or a tampered one, is
- * invalid_argument. It also carries when it was issued: in the sync orders, a cursor older than
- * the change retention may point past pruned tombstones or changes, so it is refused with
- * failed_precondition and a stable message telling the client to resync, never a silent gap.
+ * invalid_argument. In the sync orders, a cursor behind rows the retention prune deleted (the
+ * shop's feed_pruned mark, read in the page's own statement) is refused with failed_precondition
+ * and a stable message telling the client to resync: never a silent gap.
  */
 import { create } from "@bufbuild/protobuf";
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -77,14 +77,11 @@ export function pageLimit(limit: number, field = "paging.limit"): number {
   return limit;
 }
 
-/** Refuses a sync cursor older than the change retention window. */
-export function checkRetention(ctx: AppContext, issuedAt: number, field: string) {
-  const retentionMs = ctx.config.changeRetentionHours * 3_600_000;
-  if (Date.now() - issuedAt > retentionMs) {
-    throw failedPrecondition(
-      `${field}: ${CURSOR_EXPIRED}: it is older than the ${ctx.config.changeRetentionHours}h change retention, so changes behind it may be pruned; resync from the start (no cursor)`,
-    );
-  }
+/** The error for a sync cursor behind pruned rows (the message starts with `<field>: cursor expired`). */
+export function cursorExpired(ctx: AppContext, field: string) {
+  return failedPrecondition(
+    `${field}: ${CURSOR_EXPIRED}: changes after it were pruned (retention ${ctx.config.changeRetentionHours}h); resync from the start (no cursor)`,
+  );
 }
 
 /** Ids filter: at most 100 valid int64 ids. */
@@ -123,16 +120,16 @@ export async function listPage<R extends BaseRow>(
     const c = ctx.cursors.decode(token, field, list, shopId);
     if (paging?.sort && c.o !== paging.sort) throw invalidArgument(field, `cursor is for sort "${c.o}", not "${paging.sort}"`);
     sort = c.o as Sort;
-    if (sort === "updated_at") checkRetention(ctx, c.t, field);
     key = c.k;
   }
   const backward = Boolean(paging?.before);
   const query = listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters });
   const keyOf = (r: R) => (r as unknown as Record<string, string | null>)[def.key];
   const raw = await readSettled(
-    () => ctx.pool.query<R & { horizon: string; held: boolean }>(query).then((r) => r.rows),
+    () => ctx.pool.query<R & { horizon: string; held: boolean; expired: boolean }>(query).then((r) => r.rows),
     (rs) => rs.filter((r) => keyOf(r) !== null).length === limit,
   );
+  if (raw[0]!.expired) throw cursorExpired(ctx, field);
   const horizon = raw[0]!.horizon;
   const rows: R[] = raw.filter((r) => keyOf(r) !== null);
   if (backward) rows.reverse();

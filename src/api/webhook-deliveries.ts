@@ -145,17 +145,19 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
       });
       // The pending batch: retry it in the stream now, keeping order.
       if (w.batch_id === d.callback_id) {
+        if (!w.active || w.state === "stop") {
+          throw failedPrecondition(`webhook ${w.id} is ${w.active ? "stopped" : "paused"}: SetActive with active true resumes it, this batch first`);
+        }
         await ctx.pool.query(sql.retryNow(shopId, w.id, ctx.clock.now()));
-        deps.wake(w.id);
+        void Promise.resolve(deps.wake(w.id)).catch(() => undefined); // the sweep wakes it otherwise
         return { queued: true };
       }
       // An earlier batch: send it again as it was, from the change log.
       if (d.from_xid === null || d.end_xid === null) throw failedPrecondition(`delivery ${d.id} has no recorded range to resend`);
-      const oldest = new Date(ctx.clock.now().getTime() - ctx.config.changeRetentionHours * 3_600_000);
-      if (d.created_at < oldest) throw failedPrecondition(`delivery ${d.id} is older than the ${ctx.config.changeRetentionHours}h change retention; its changes may be gone`);
       const { rows } = await ctx.pool.query<sql.BatchChangeRow>(
         sql.nextChanges([{ webhookId: w.id, shopId, fromXid: d.from_xid, fromSeq: d.from_seq!, endXid: d.end_xid, endSeq: d.end_seq!, limit: ctx.config.batchMaxChanges }]),
       );
+      if (rows[0]?.pruned) throw failedPrecondition(`delivery ${d.id}: some of its changes were pruned by the retention (${ctx.config.changeRetentionHours}h); it cannot be sent again as it was`);
       const changes = views(rows.filter((r) => r.id !== null), { fields: w.fields, coalesce: w.coalesce_changes });
       if (!changes.length) throw failedPrecondition(`delivery ${d.id}: none of its changes match the webhook now`);
       const { row } = await sendOnce(w, d.callback_id, changes, { test: false, attempt: d.attempt + 1, range: [d.from_xid, d.from_seq!, d.end_xid, d.end_seq!] });

@@ -32,7 +32,7 @@ import { principal } from "./auth.ts";
 import { getChanges, validateEntities } from "./changes.ts";
 import { ts } from "./convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.ts";
-import { checkRetention } from "./paging.ts";
+import { cursorExpired, maxPosition } from "./paging.ts";
 import { requireId, text } from "./validate.ts";
 import { webhookDeliveries } from "./webhook-deliveries.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -254,8 +254,10 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
   const list = async (shopId: string) => messages(shopId, (await ctx.pool.query<sql.WebhookRow>(sql.listWebhooks(shopId))).rows);
   const changed = (shopId: string, id: string) => {
     ctx.webhooksChanged?.(shopId);
-    deps.wake(id);
+    wake(id);
   };
+  // A lost wake-up only delays the webhook until the sweep: log it, never fail the RPC for it.
+  const wake = (id: string) => void Promise.resolve(deps.wake(id)).catch((err: unknown) => ctx.log.warn({ webhookId: id, error: (err as Error).message }, "wake-up failed; the sweep delivers"));
 
   return {
     async createWebhook(req, hc) {
@@ -264,8 +266,13 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
       let after: [string, string] | undefined;
       if (req.after) {
         const c = ctx.cursors.decode(req.after, "after", "changes", shopId);
-        checkRetention(ctx, c.t, "after");
+        // A cursor of a filtered GetChanges has passed other entities' changes without reading them.
+        const covered = c.o ? c.o.split(",") : undefined;
+        const missing = covered && [...new Set(settings.subscriptions.map((sub) => sub.split(":")[0]!))].filter((e) => !covered.includes(e));
+        if (missing?.length) throw invalidArgument("after", `cursor is from GetChanges for [${c.o}] only, so it may have passed changes of ${missing.join(", ")}`);
         after = [c.k[0]!, c.k[1]!];
+        const mark = (await ctx.pool.query<{ xid: string; seq: string }>(sql.changesPruneMark(shopId))).rows[0];
+        if (mark && maxPosition(after, [mark.xid, mark.seq]) !== after) throw cursorExpired(ctx, "after");
       }
       const id = await ctx.ids.next();
       const secret = newSecret();
@@ -312,6 +319,9 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
     async setActive(req, hc) {
       const shopId = principal(hc).shopId;
       const id = requireId("id", req.id);
+      if (req.active && (await ctx.pool.query<{ behind: boolean }>(sql.behindPrunedChanges(shopId, id))).rows[0]?.behind) {
+        throw failedPrecondition(`id: changes webhook ${id} had not delivered were pruned; RecoverWebhook with a since within the retention resumes it from there`);
+      }
       const row = (await ctx.pool.query<sql.WebhookRow>(sql.setActive(shopId, id, req.active, new Date()))).rows[0];
       if (!row) throw notFound(`webhook ${id}`);
       changed(shopId, id);
@@ -353,8 +363,18 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
         }
         await new Promise((r) => setTimeout(r, 50));
       }
+      // From just before the first change since `since`, but never forward past undelivered
+      // changes (a backlog older than `since` still goes out), nor back behind pruned ones.
+      const current = await get(shopId, id);
       const first = (await ctx.pool.query<{ xid: string; id: string }>(sql.firstChangeSince(shopId, since))).rows[0];
-      const row = (await ctx.pool.query<sql.WebhookRow>(sql.recover(shopId, id, owner, first ? [first.xid, first.id] : null, new Date()))).rows[0];
+      const mark = (await ctx.pool.query<{ xid: string; seq: string }>(sql.changesPruneMark(shopId))).rows[0];
+      let cursor = [current.cursor_xid, current.cursor_seq];
+      if (first) {
+        const from = [first.xid, (BigInt(first.id) - 1n).toString()];
+        if (maxPosition(cursor, from) === cursor) cursor = from;
+      }
+      if (mark) cursor = maxPosition(cursor, [mark.xid, mark.seq]);
+      const row = (await ctx.pool.query<sql.WebhookRow>(sql.recover(shopId, id, owner, [cursor[0]!, cursor[1]!], new Date()))).rows[0];
       if (!row) throw notFound(`webhook ${id}`);
       changed(shopId, id);
       return one(shopId, row);

@@ -73,6 +73,9 @@ const commands: Record<string, Command> = {
           if (state.app) shutdown();
         });
       }
+      // A promise nobody awaited that failed (a bug of ours, never a client's input: those are
+      // answered as errors) is logged loudly; the service keeps serving, its state is in Postgres.
+      process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection (a bug: please report it)"));
       state.app = await startApp(config, log);
       if (state.signal) shutdown();
     },

@@ -40,6 +40,8 @@ export interface DelivererDeps {
 /** A batch: its callback id, the range it covers, and its changes (as stored). */
 interface Batch {
   id: string;
+  /** The webhook's settings_version it was cut under. */
+  version: number;
   fromXid: string;
   fromSeq: string;
   endXid: string;
@@ -71,12 +73,16 @@ export class Deliverer {
   private stopping = false;
   private readonly store: DeliveryStore;
   private readonly report: ReturnType<typeof throttled>;
+  /** How long after taking or renewing a lease a request may still start (it then ends before the lease does). */
+  private readonly sendWithinMs: number;
 
   constructor(deps: DelivererDeps) {
     this.deps = deps;
     this.report = throttled(deps.log);
-    // A lease outlives the longest request; a dead holder's is taken over sooner (heartbeat).
-    this.store = new DeliveryStore(deps.pool, deps.owner, Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30);
+    // A lease outlives the longest request by 30 s; a dead holder's is taken over sooner (heartbeat + session).
+    const leaseSeconds = Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30;
+    this.store = new DeliveryStore(deps.pool, deps.owner, leaseSeconds);
+    this.sendWithinMs = leaseSeconds * 1000 - deps.config.deliveryTimeoutMs - 5_000;
   }
 
   /** Requests a turn for a webhook; cheap and idempotent. */
@@ -123,25 +129,51 @@ export class Deliverer {
   }
 
   private async turn(id: string): Promise<void> {
+    // When the lease was last taken or renewed, on our clock: before the statement was sent, so
+    // never later than the database's now() that set lease_until.
+    let leasedAt = performance.now();
     const leased = await this.store.acquire.call(id);
     // Another sender holds it (and its release will see what woke us), or it is held, or gone.
     if (!leased) return;
     let w: sql.WebhookRow = leased;
     let released = false;
+    /**
+     * Fencing: a request starts only while our lease is sure to outlast it. After a pause of
+     * this process (a stall, SIGSTOP) the lease is renewed first; if a peer took it over
+     * meanwhile, or moved the batch on, this turn ends without sending.
+     */
+    const fenced = async (batch: Batch): Promise<boolean> => {
+      if (performance.now() - leasedAt < this.sendWithinMs) return true;
+      const at = performance.now();
+      const row = await this.store.acquire.call(id);
+      if (!row || row.batch_id !== batch.id) return false;
+      leasedAt = at;
+      w = row;
+      return true;
+    };
     try {
       if (!w.active || w.state === "stop") return;
       if (w.state === "retry" && w.next_attempt_at && w.next_attempt_at > this.deps.clock.now()) return;
       let batch: Batch;
-      if (w.batch_id !== null) batch = await this.pending(w);
-      else {
+      // A stored batch is re-sent exactly, unless the webhook's settings changed since it was cut:
+      // then it is cut again from the cursor (new id), so nothing its old filters left out is lost.
+      if (w.batch_id !== null && w.batch_version === w.settings_version) {
+        const stored = await this.pending(w);
+        if (!stored) return void (released = await this.stopPruned(w));
+        batch = stored;
+      } else {
+        if (w.batch_id !== null && !(await this.deps.pool.query(sql.dropStaleBatch(w.id, this.deps.owner))).rowCount) return;
         const first = await this.cut(w, w.cursor_xid, w.cursor_seq);
+        if (first.pruned) return void (released = await this.stopPruned(w));
         if (first.skip) await this.deps.pool.query(sql.skipTo(w.id, this.deps.owner, first.skip[0], first.skip[1]));
         if (!first.batch) return;
         batch = first.batch;
-        await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq });
+        // Stored before the first attempt, or not sent at all (the lease was lost meanwhile).
+        if (!(await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq, version: batch.version }))) return;
       }
       for (let n = 1; ; n++) {
-        const result = await this.send(w, batch);
+        const result = await this.send(w, batch, fenced);
+        if (!result) return; // fenced off: another sender has the webhook now
         if (!result.ok) {
           await this.failed(w, result);
           released = true; // batchFailed released the lease
@@ -150,8 +182,10 @@ export class Deliverer {
         // Read and fix the next batch before recording this one: one statement records both.
         const more = n < BATCHES_PER_TURN && !this.stopping;
         const next: { batch?: Batch; skip?: [string, string] } = more ? await this.cut(w, batch.endXid, batch.endSeq) : {};
+        const renewing = performance.now();
         const row = await this.store.delivered.call({ id: w.id, sentAt: this.deps.clock.now(), next: next.batch, skip: next.skip });
         if (!row) return; // lease lost (deleted, recovered, or taken over after a stall): stop quietly
+        leasedAt = renewing;
         w = row;
         const held = w.held_until !== null && w.held_until > new Date();
         if (!next.batch || !w.active || held) {
@@ -173,9 +207,10 @@ export class Deliverer {
    * Reads what follows position (xid, seq) for the webhook and cuts the next batch (by count and
    * bytes). With nothing to send, says how far the cursor may skip (to the horizon).
    */
-  private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string] }> {
+  private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string]; pruned?: true }> {
     const { config } = this.deps;
-    const { horizon, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges });
+    const { horizon, pruned, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges });
+    if (pruned) return { pruned };
     if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
     const id = await this.deps.ids.next();
     const count = fitting(id, changes, config.batchMaxBytes);
@@ -183,12 +218,12 @@ export class Deliverer {
     const whole = count === changes.length && changes.length < config.batchMaxChanges;
     const last = changes[count - 1]!;
     const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
-    return { batch: { id, fromXid: xid, fromSeq: seq, endXid, endSeq, rows: changes.slice(0, count) } };
+    return { batch: { id, version: w.settings_version, fromXid: xid, fromSeq: seq, endXid, endSeq, rows: changes.slice(0, count) } };
   }
 
-  /** The stored batch of a webhook, re-read exactly (same id, same range). */
-  private async pending(w: sql.WebhookRow): Promise<Batch> {
-    const { changes } = await this.store.next.call({
+  /** The stored batch of a webhook, re-read exactly (same id, same range); undefined when it was pruned. */
+  private async pending(w: sql.WebhookRow): Promise<Batch | undefined> {
+    const { changes, pruned } = await this.store.next.call({
       webhookId: w.id,
       shopId: w.shop_id,
       fromXid: w.cursor_xid,
@@ -197,23 +232,32 @@ export class Deliverer {
       endSeq: w.batch_end_seq,
       limit: this.deps.config.batchMaxChanges,
     });
-    return { id: w.batch_id!, fromXid: w.cursor_xid, fromSeq: w.cursor_seq, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, rows: changes };
+    if (pruned) return undefined;
+    return { id: w.batch_id!, version: w.batch_version!, fromXid: w.cursor_xid, fromSeq: w.cursor_seq, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, rows: changes };
   }
 
-  /** Waits out the webhook's rate limit (requests per second), if it has one. */
+  /**
+   * Waits out the webhook's rate limit (requests per second), if it has one: after this
+   * process's last request to it, and after the last one any instance recorded (last_sent_at).
+   */
   private async pace(w: sql.WebhookRow) {
     if (!w.rate_limit) return;
-    const wait = (this.lastSend.get(w.id) ?? 0) + 1000 / w.rate_limit - performance.now();
+    const interval = 1000 / w.rate_limit;
+    const now = performance.now();
+    const recorded = w.last_sent_at ? now - (Date.now() - w.last_sent_at.getTime()) : -Infinity;
+    const wait = Math.min(interval, Math.max(this.lastSend.get(w.id) ?? -Infinity, recorded) + interval - now);
     if (wait > 0) await sleep(wait);
     this.lastSend.set(w.id, performance.now());
   }
 
-  private async send(w: sql.WebhookRow, batch: Batch): Promise<SendResult> {
+  /** Sends a batch; undefined when `fenced` refused (the lease may have passed to another sender). */
+  private async send(w: sql.WebhookRow, batch: Batch, fenced: (b: Batch) => Promise<boolean>): Promise<SendResult | undefined> {
     const changes = views(batch.rows, { fields: w.fields, coalesce: w.coalesce_changes });
     // A stored batch can match nothing any more (the webhook's subscriptions changed): nothing to send.
     if (!changes.length) return { ok: true, status: 0, error: "", body: "", headers: {}, durationMs: 0 };
     const { body, contentType, events } = render(batch.id, changes, { format: w.format, fields: w.fields, coalesce: w.coalesce_changes, shopId: w.shop_id });
     await this.pace(w);
+    if (!(await fenced(batch))) return undefined;
     const { result } = await sendAttempt(this.deps, w, {
       callbackId: batch.id,
       body,
@@ -226,6 +270,18 @@ export class Deliverer {
       range: [batch.fromXid, batch.fromSeq, batch.endXid, batch.endSeq],
     });
     return result;
+  }
+
+  /**
+   * Stops a webhook whose undelivered changes the retention pruned (kept past the change
+   * retention up to SHOPHOOK_WEBHOOK_BACKLOG_MAX_HOURS): delivering on would skip them silently.
+   * Returns true (the statement released the lease).
+   */
+  private async stopPruned(w: sql.WebhookRow): Promise<boolean> {
+    const reason = `${sql.PRUNED_REASON} changes this webhook had not delivered were older than ${this.deps.config.webhookBacklogMaxHours}h and were deleted; RecoverWebhook resumes it from a time within the retention`;
+    await this.deps.pool.query(sql.stopPruned(w.id, this.deps.owner, reason, this.deps.clock.now()));
+    this.deps.log.warn({ webhookId: w.id }, "webhook stopped: undelivered changes were pruned");
+    return true;
   }
 
   /**

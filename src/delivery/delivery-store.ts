@@ -8,13 +8,15 @@ import * as sql from "../db/sql/webhooks.ts";
 
 export interface Next {
   horizon: string;
+  /** The start position is behind pruned changes (see sql.nextChanges). */
+  pruned: boolean;
   changes: sql.BatchChangeRow[];
 }
 
 export class DeliveryStore {
   readonly acquire: Batcher<string, sql.WebhookRow | undefined>;
   readonly next: Batcher<sql.NextChanges, Next>;
-  readonly start: Batcher<{ id: string; batchId: string; endXid: string; endSeq: string }, boolean>;
+  readonly start: Batcher<sql.StartBatch, boolean>;
   readonly delivered: Batcher<sql.Delivered, sql.WebhookRow | undefined>;
   /** Resolves with whether deliverable changes arrived while the lease was held. */
   readonly release: Batcher<string, boolean>;
@@ -27,10 +29,11 @@ export class DeliveryStore {
     });
     this.next = new Batcher(async (reqs) => {
       const { rows } = await pool.query<sql.BatchChangeRow>(sql.nextChanges(reqs));
-      const out: Next[] = reqs.map(() => ({ horizon: "0", changes: [] }));
+      const out: Next[] = reqs.map(() => ({ horizon: "0", pruned: false, changes: [] }));
       for (const r of rows) {
         const n = out[r.ord]!;
         n.horizon = r.horizon;
+        n.pruned = r.pruned;
         if (r.id !== null) n.changes.push(r);
       }
       return out;

@@ -20,6 +20,7 @@ import type { AppContext } from "../context.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import type { Committed } from "../store/write.ts";
 import { Deliverer } from "./deliverer.ts";
+import { Heartbeat } from "./heartbeat.ts";
 import type { History } from "./history.ts";
 import type { HttpSender } from "./http-sender.ts";
 import type { Metrics } from "../metrics.ts";
@@ -48,7 +49,7 @@ export class DeliveryEngine {
   private backoff = 0;
   private readonly hooksByShop = new Map<string, ShopHooks>();
   private sweepTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly heartbeat: Heartbeat;
   private stallTimer: NodeJS.Timeout | undefined;
   private stallWarnedAt = 0;
   private stopped = false;
@@ -57,8 +58,9 @@ export class DeliveryEngine {
   /** This engine's name in leases and in delivery_instances. */
   readonly owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
-  private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics?: Metrics) {
+  private constructor(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics: Metrics | undefined, databaseUrl: string) {
     this.ctx = ctx;
+    this.heartbeat = new Heartbeat(databaseUrl, this.owner);
     this.report = throttled(ctx.log);
     this.boss = boss;
     this.deliverer = new Deliverer({
@@ -75,13 +77,13 @@ export class DeliveryEngine {
     });
   }
 
-  static async start(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics?: Metrics): Promise<DeliveryEngine> {
-    const engine = new DeliveryEngine(ctx, boss, sender, history, metrics);
-    // Alive from now on: our leases hold while we heartbeat (every 2 s), and die with us.
-    await ctx.pool.query(sql.heartbeat(engine.owner));
+  /** `databaseUrl`: for the heartbeat's own connection. */
+  static async start(ctx: AppContext, boss: PgBoss, sender: HttpSender, history: History, metrics: Metrics | undefined, databaseUrl: string): Promise<DeliveryEngine> {
+    const engine = new DeliveryEngine(ctx, boss, sender, history, metrics, databaseUrl);
+    // Alive from now on: our leases hold while we heartbeat (every 2 s) or our session lives.
+    await engine.heartbeat.beat();
     await ctx.pool.query(sql.pruneInstances());
-    engine.heartbeatTimer = setInterval(() => void ctx.pool.query(sql.heartbeat(engine.owner)).catch((err: unknown) => engine.report("warn", "heartbeat", { error: (err as Error).message }, "heartbeat failed")), 2_000);
-    engine.heartbeatTimer.unref();
+    engine.heartbeat.start(2_000, (err) => engine.report("warn", "heartbeat", { error: err.message }, "heartbeat failed"));
     await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
     await boss.work<{ webhookId: string }>(
       WAKE_QUEUE,
@@ -225,7 +227,7 @@ export class DeliveryEngine {
     await this.flushing;
     await this.boss.offWork(WAKE_QUEUE).catch(() => undefined);
     await this.deliverer.stop(timeoutMs);
-    clearInterval(this.heartbeatTimer);
+    await this.heartbeat.stop();
     await this.ctx.pool.query(sql.forgetInstance(this.owner)).catch(() => undefined);
   }
 }

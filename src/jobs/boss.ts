@@ -24,7 +24,8 @@ export async function startBoss(ctx: AppContext, url: string): Promise<PgBoss> {
   await boss.createQueue(PRUNE_QUEUE, { policy: "singleton", retryLimit: 3, expireInSeconds: 3600 });
   await boss.schedule(PRUNE_QUEUE, ctx.config.pruneCron);
   await boss.work(PRUNE_QUEUE, async () => {
-    const result = await pruneExpired(ctx.pool, ctx.config.changeRetentionHours, ctx.config.deliveryHistoryDays);
+    const { changeRetentionHours: changes, webhookBacklogMaxHours: backlog, deliveryHistoryDays: historyDays } = ctx.config;
+    const result = await pruneExpired(ctx.pool, { changes, backlog, historyDays });
     ctx.log.info(result, "pruned expired changes, tombstones and delivery history");
     return result;
   });

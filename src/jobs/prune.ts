@@ -1,12 +1,14 @@
 /**
  * Retention: changes and tombstones older than the window, and delivery history older than its
- * own, are deleted, in batches so no lock is held long. Sync cursors older than the window are refused (api/paging.ts), so a client
- * never silently skips what was pruned.
+ * own, are deleted, in batches so no lock is held long. Changes a webhook has not delivered yet
+ * are kept longer (up to the backlog limit). Each prune records how far it deleted, per shop and
+ * list (feed_pruned): a sync cursor or a webhook behind that mark is refused or stopped with a
+ * reason, so nobody silently skips what was pruned (docs/change-feed.md).
  */
 import type { Pool } from "../db/pool.ts";
-import { pruneChanges } from "../db/sql/changes.ts";
+import { pruneChanges, pruneTombstones } from "../db/sql/changes.ts";
 import { pruneDeliveries } from "../db/sql/deliveries.ts";
-import { pruneTombstones } from "../db/sql/entities.ts";
+import type { Query } from "../db/sql/query.ts";
 import { entities } from "../entities/index.ts";
 
 const BATCH = 5_000;
@@ -17,22 +19,32 @@ export interface PruneResult {
   deliveries: number;
 }
 
-async function drain(pool: Pool, q: () => { text: string; values: unknown[] }): Promise<number> {
+export interface RetentionHours {
+  /** Changes and tombstones older than this go. */
+  changes: number;
+  /** Undelivered changes of a webhook are kept up to this. */
+  backlog: number;
+  /** Delivery history, in days. */
+  historyDays: number;
+}
+
+/** Runs `q` until a batch deletes less than BATCH rows; `count` reads a statement's deleted rows. */
+async function drain(pool: Pool, q: () => Query, count: (r: { rowCount: number | null; rows: Array<{ n?: number }> }) => number): Promise<number> {
   let total = 0;
   for (;;) {
-    const { rowCount } = await pool.query(q());
-    total += rowCount ?? 0;
-    if (!rowCount || rowCount < BATCH) return total;
+    const n = count(await pool.query(q()));
+    total += n;
+    if (n < BATCH) return total;
   }
 }
 
-/** Changes and tombstones past `retentionHours`, delivery history past `historyDays`. */
-export async function pruneExpired(pool: Pool, retentionHours: number, historyDays: number, now = new Date()): Promise<PruneResult> {
-  const before = new Date(now.getTime() - retentionHours * 3_600_000);
-  const changes = await drain(pool, () => pruneChanges(before, BATCH));
+const counted = (r: { rows: Array<{ n?: number }> }) => r.rows[0]?.n ?? 0;
+
+export async function pruneExpired(pool: Pool, hours: RetentionHours, now = new Date()): Promise<PruneResult> {
+  const ago = (h: number) => new Date(now.getTime() - h * 3_600_000);
+  const changes = await drain(pool, () => pruneChanges(ago(hours.changes), ago(Math.max(hours.backlog, hours.changes)), BATCH), counted);
   let tombstones = 0;
-  for (const def of Object.values(entities)) tombstones += await drain(pool, () => pruneTombstones(def, before, BATCH));
-  const historyBefore = new Date(now.getTime() - historyDays * 86_400_000);
-  const deliveries = await drain(pool, () => pruneDeliveries(historyBefore, BATCH));
+  for (const def of Object.values(entities)) tombstones += await drain(pool, () => pruneTombstones(def.table, def.key, ago(hours.changes), BATCH), counted);
+  const deliveries = await drain(pool, () => pruneDeliveries(ago(hours.historyDays * 24), BATCH), (r) => r.rowCount ?? 0);
   return { changes, tombstones, deliveries };
 }

@@ -97,10 +97,3 @@ export const selectLiveBy = (def: EntityDef, shopId: string, column: string, ids
   text: `SELECT * FROM ${def.table} WHERE shop_id = $1 AND ${column} = ANY($2::bigint[]) AND deleted_at IS NULL ORDER BY ${def.key}`,
   values: [shopId, ids],
 });
-
-/** Tombstones past the retention window (see jobs/prune.ts); in batches to keep locks short. */
-export const pruneTombstones = (def: EntityDef, before: Date, batch: number): Query => ({
-  text: `DELETE FROM ${def.table} WHERE (shop_id, ${def.key}) IN (
-           SELECT shop_id, ${def.key} FROM ${def.table} WHERE deleted_at < $1 LIMIT $2)`,
-  values: [before, batch],
-});

@@ -7,6 +7,7 @@
  * finished, so nothing can later appear behind a position already served (docs/change-feed.md).
  */
 import type { EntityDef } from "../../entities/model.ts";
+import { behindPrune } from "./changes.ts";
 import type { Query } from "./query.ts";
 
 export type Sort = "" | "updated_at";
@@ -28,9 +29,10 @@ export interface ListOptions {
 }
 
 /**
- * Rows come back with a `horizon` column (the snapshot's xmin) and `held` (in updated_at order:
+ * Rows come back with a `horizon` column (the snapshot's xmin), `held` (in updated_at order:
  * the shop has committed rows at or above the horizon, i.e. held back by a transaction still
- * open elsewhere); a page with no rows is one row of NULLs beside them.
+ * open elsewhere) and `expired` (the cursor is behind pruned tombstones); a page with no rows is
+ * one row of NULLs beside them.
  */
 export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query {
   const values: unknown[] = [shopId];
@@ -44,10 +46,15 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
   const dir = o.backward ? "DESC" : "ASC";
   let order: string;
   let held = "false";
+  let expired = "false";
   if (o.sort === "updated_at") {
     held = `EXISTS (SELECT 1 FROM ${def.table} x WHERE x.shop_id = $1 AND x.feed_xid >= h.horizon)`;
     where.push("t.feed_xid < h.horizon");
-    if (o.key) where.push(`(t.feed_xid, t.feed_seq) ${cmp} (${p(o.key[0])}::xid8, ${p(o.key[1])}::bigint)`);
+    if (o.key) {
+      const [xid, seq] = [`${p(o.key[0])}::xid8`, `${p(o.key[1])}::bigint`];
+      where.push(`(t.feed_xid, t.feed_seq) ${cmp} (${xid}, ${seq})`);
+      if (!o.backward) expired = behindPrune(def.table, "$1", xid, seq);
+    }
     order = `t.feed_xid ${dir}, t.feed_seq ${dir}`;
   } else {
     if (!o.includeDeleted) where.push("t.deleted_at IS NULL");
@@ -56,7 +63,7 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
   }
   return {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-SELECT h.horizon::text AS horizon, ${held} AS held, r.* FROM h LEFT JOIN LATERAL (
+SELECT h.horizon::text AS horizon, ${held} AS held, ${expired} AS expired, r.* FROM h LEFT JOIN LATERAL (
   SELECT t.* FROM ${def.table} t WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT ${p(o.limit)}
 ) r ON true`,
     values,
@@ -66,6 +73,7 @@ SELECT h.horizon::text AS horizon, ${held} AS held, r.* FROM h LEFT JOIN LATERAL
 export interface ChangeRow {
   horizon: string;
   held: boolean;
+  expired: boolean;
   id: string | null;
   xid: string;
   entity: string;
@@ -76,8 +84,11 @@ export interface ChangeRow {
   changed: string | null;
 }
 
-/** A page of the shop's change log after position (xid, id), commit-safe (below the horizon). */
-export function changesAfter(shopId: string, xid: string, id: string, entities: string[], limit: number): Query {
+/**
+ * A page of the shop's change log after position (xid, id), commit-safe (below the horizon);
+ * `fromCursor`: the position came from a client's cursor (check it against the prune mark).
+ */
+export function changesAfter(shopId: string, xid: string, id: string, entities: string[], limit: number, fromCursor: boolean): Query {
   const values: unknown[] = [shopId, xid, id, limit];
   let filter = "";
   if (entities.length) {
@@ -86,7 +97,8 @@ export function changesAfter(shopId: string, xid: string, id: string, entities: 
   }
   return {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
-SELECT h.horizon::text AS horizon, EXISTS (SELECT 1 FROM changes x WHERE x.shop_id = $1 AND x.xid >= h.horizon) AS held, r.* FROM h LEFT JOIN LATERAL (
+SELECT h.horizon::text AS horizon, EXISTS (SELECT 1 FROM changes x WHERE x.shop_id = $1 AND x.xid >= h.horizon) AS held,
+       ${fromCursor ? behindPrune("changes", "$1", "$2::xid8", "$3::bigint") : "false"} AS expired, r.* FROM h LEFT JOIN LATERAL (
   SELECT c.id, c.xid::text AS xid, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
     FROM changes c
    WHERE c.shop_id = $1 AND (c.xid, c.id) > ($2::xid8, $3::bigint) AND c.xid < h.horizon ${filter}

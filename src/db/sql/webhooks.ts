@@ -1,4 +1,5 @@
 /** SQL for webhooks: their settings, and their delivery position, batch, state and lease. */
+import { behindPrune } from "./changes.ts";
 import type { Query } from "./query.ts";
 
 export interface WebhookRow {
@@ -38,6 +39,8 @@ export interface WebhookRow {
   last_success_at: Date | null;
   last_failure_at: Date | null;
   held_until: Date | null;
+  settings_version: number;
+  batch_version: number | null;
 }
 
 export interface LastError {
@@ -107,21 +110,23 @@ export function updateSettings(shopId: string, id: string, set: Partial<WebhookS
     return `${col} = $${values.length}`;
   });
   return {
-    text: `UPDATE webhooks SET ${[...assignments, "updated_at = $3"].join(", ")} WHERE shop_id = $1 AND id = $2 RETURNING *`,
+    // A new settings_version: a batch cut under the old settings is cut again (see migration 0005).
+    text: `UPDATE webhooks SET ${[...assignments, "updated_at = $3", "settings_version = settings_version + 1"].join(", ")} WHERE shop_id = $1 AND id = $2 RETURNING *`,
     values,
   };
 }
 
 /**
  * Pauses or resumes delivery. Resuming also ends a "stop" (and a 410's deactivation): the next
- * turn starts at the first undelivered change, its pending batch first.
+ * turn starts at the first undelivered change, its pending batch first; a webhook in "retry"
+ * retries at once.
  */
 export const setActive = (shopId: string, id: string, active: boolean, now: Date): Query => ({
   text: `UPDATE webhooks SET active = $3, updated_at = $4,
                 state = CASE WHEN $3 AND state = 'stop' THEN 'ok' ELSE state END,
                 attempts = CASE WHEN $3 AND state = 'stop' THEN 0 ELSE attempts END,
                 failing_since = CASE WHEN $3 AND state = 'stop' THEN NULL ELSE failing_since END,
-                next_attempt_at = CASE WHEN $3 THEN NULL ELSE next_attempt_at END,
+                next_attempt_at = CASE WHEN $3 AND state = 'retry' THEN $4 WHEN $3 THEN NULL ELSE next_attempt_at END,
                 disabled_reason = CASE WHEN $3 THEN '' ELSE disabled_reason END
           WHERE shop_id = $1 AND id = $2 RETURNING *`,
   values: [shopId, id, active, now],
@@ -158,15 +163,40 @@ export const firstChangeSince = (shopId: string, since: Date): Query => ({
 });
 
 /**
- * Moves the cursor back to just before (xid, seq) (or to the horizon when nothing is that recent),
- * drops the pending batch and the failure streak, releases the hold and the lease we hold.
+ * Sets the cursor (RecoverWebhook computes it), drops the pending batch and the failure streak
+ * (and a stop for pruned changes), releases the hold and the lease we hold.
  */
-export const recover = (shopId: string, id: string, owner: string, from: [string, string] | null, now: Date): Query => ({
-  text: `UPDATE webhooks SET cursor_xid = coalesce($4::xid8, pg_snapshot_xmin(pg_current_snapshot())), cursor_seq = coalesce($5::bigint, 0),
+export const recover = (shopId: string, id: string, owner: string, cursor: [string, string], now: Date): Query => ({
+  text: `UPDATE webhooks SET cursor_xid = $4, cursor_seq = $5,
                 batch_id = NULL, batch_end_xid = NULL, batch_end_seq = NULL, state = 'ok', attempts = 0, failing_since = NULL,
-                next_attempt_at = NULL, held_until = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6
+                next_attempt_at = NULL, held_until = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6,
+                disabled_reason = CASE WHEN disabled_reason LIKE '${PRUNED_REASON}%' THEN '' ELSE disabled_reason END
           WHERE shop_id = $1 AND id = $2 AND lease_owner = $3 RETURNING *`,
-  values: [shopId, id, owner, from?.[0] ?? null, from ? (BigInt(from[1]) - 1n).toString() : null, now],
+  values: [shopId, id, owner, cursor[0], cursor[1], now],
+});
+
+/** How `disabled_reason` starts when a webhook stopped because changes it had not delivered were pruned. */
+export const PRUNED_REASON = "changes pruned:";
+
+/** The shop's prune mark of the change log, if any: [xid, seq]. */
+export const changesPruneMark = (shopId: string): Query => ({
+  text: "SELECT xid::text AS xid, seq::text AS seq FROM feed_pruned WHERE shop_id = $1 AND list = 'changes'",
+  values: [shopId],
+});
+
+/** Whether the webhook's cursor is behind pruned changes (it cannot resume without a hole). */
+export const behindPrunedChanges = (shopId: string, id: string): Query => ({
+  text: `SELECT ${behindPrune("changes", "w.shop_id", "w.cursor_xid", "w.cursor_seq")} AS behind FROM webhooks w WHERE w.shop_id = $1 AND w.id = $2`,
+  values: [shopId, id],
+});
+
+/** Stops a webhook whose undelivered changes were pruned: it must not skip them silently. */
+export const stopPruned = (id: string, owner: string, reason: string, now: Date): Query => ({
+  text: `UPDATE webhooks SET state = 'stop', disabled_reason = $3, next_attempt_at = NULL, last_failure_at = $4,
+                last_error = jsonb_build_object('error', $3::text, 'resp_status', 0, 'resp_body', '', 'retried', attempts, 'sent_at', $4::timestamptz),
+                lease_owner = NULL, lease_until = NULL
+          WHERE id = $1 AND lease_owner = $2 RETURNING id`,
+  values: [id, owner, reason, now],
 });
 
 export const listWebhooks = (shopId: string): Query => ({
@@ -203,12 +233,13 @@ const MATCHES = `((c.entity || ':*') = ANY(w.subscriptions) OR (c.entity || ':' 
   AND (c.change_type <> 'update' OR cardinality(w.fields) = 0
        OR EXISTS (SELECT 1 FROM json_object_keys(c.changed -> c.entity) k WHERE k = ANY(w.fields)))`;
 
-/** Seconds without a heartbeat after which an engine counts as dead and its leases as free. */
+/** Seconds without a heartbeat after which an engine whose session is gone counts as dead. */
 export const DEAD_AFTER_SECONDS = 6;
 
+/** Sent on the engine's own connection: its backend pid tells peers the engine is still there. */
 export const heartbeat = (owner: string): Query => ({
-  text: `INSERT INTO delivery_instances (owner) VALUES ($1)
-         ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now()`,
+  text: `INSERT INTO delivery_instances (owner, backend_pid) VALUES ($1, pg_backend_pid())
+         ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now(), backend_pid = pg_backend_pid()`,
   values: [owner],
 });
 
@@ -217,9 +248,17 @@ export const forgetInstance = (owner: string): Query => ({ text: "DELETE FROM de
 /** Engines that stopped heartbeating long ago (their leases are already free). */
 export const pruneInstances = (): Query => ({ text: "DELETE FROM delivery_instances WHERE heartbeat_at < now() - interval '1 hour'", values: [] });
 
-/** A lease is free when unset, run out, ours, or held by an engine that stopped heartbeating. */
+/**
+ * A lease is free when unset, run out, ours, or held by an engine that is gone: no heartbeat for
+ * DEAD_AFTER_SECONDS and its heartbeat session ended (a killed process's sessions end at once).
+ * An engine that is frozen (SIGSTOP, a long pause) keeps its session: its leases are only taken
+ * over once they run out, and a live engine renews a lease before it could run out mid-request,
+ * so two requests of one webhook are never in flight at once (docs/delivery.md).
+ */
 const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXISTS (
-  SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner AND i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})))`;
+  SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner
+     AND (i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})
+          OR EXISTS (SELECT 1 FROM pg_stat_get_activity(i.backend_pid) a WHERE a.pid = i.backend_pid))))`;
 
 /**
  * Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds
@@ -249,6 +288,8 @@ export const releaseLeases = (ids: string[], owner: string): Query => ({
 export interface BatchChangeRow {
   ord: number;
   horizon: string;
+  /** The request's start position is behind changes the retention pruned: reading on would skip them. */
+  pruned: boolean;
   id: string | null;
   xid: string;
   entity: string;
@@ -274,7 +315,7 @@ export interface NextChanges {
 /**
  * For several webhooks at once, the changes after a position (up to an end, for a stored batch),
  * of the webhook's entities, below the horizon (docs/change-feed.md). Every request answers at
- * least one row, `ord` giving its index, with the horizon; `id` is null when nothing matched.
+ * least one row, `ord` giving its index, with the horizon and `pruned`; `id` is null when nothing matched.
  */
 export function nextChanges(reqs: NextChanges[]): Query {
   const col = <K extends keyof NextChanges>(k: K) => reqs.map((r) => r[k]);
@@ -282,7 +323,7 @@ export function nextChanges(reqs: NextChanges[]): Query {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
 req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::xid8[], $6::bigint[], $7::int[])
                WITH ORDINALITY AS r(webhook_id, shop_id, from_xid, from_seq, end_xid, end_seq, lim, ord))
-SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, c.*
+SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, ${behindPrune("changes", "req.shop_id", "req.from_xid", "req.from_seq")} AS pruned, c.*
   FROM req CROSS JOIN h LEFT JOIN webhooks w ON w.id = req.webhook_id
   LEFT JOIN LATERAL (
     SELECT c.id, c.xid::text AS xid, c.xid AS xid8, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
@@ -296,16 +337,32 @@ SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, c.*
   };
 }
 
+export interface StartBatch {
+  id: string;
+  batchId: string;
+  endXid: string;
+  endSeq: string;
+  /** The settings_version the batch was cut under. */
+  version: number;
+}
+
 /** Fixes new batches (callback id and end) before their first attempt. */
-export function startBatches(items: Array<{ id: string; batchId: string; endXid: string; endSeq: string }>, owner: string): Query {
+export function startBatches(items: StartBatch[], owner: string): Query {
   return {
-    text: `UPDATE webhooks w SET batch_id = v.batch_id, batch_end_xid = v.end_xid, batch_end_seq = v.end_seq
-             FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[]) AS v(id, batch_id, end_xid, end_seq)
-            WHERE w.id = v.id AND w.lease_owner = $5
+    text: `UPDATE webhooks w SET batch_id = v.batch_id, batch_end_xid = v.end_xid, batch_end_seq = v.end_seq, batch_version = v.version
+             FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::int[]) AS v(id, batch_id, end_xid, end_seq, version)
+            WHERE w.id = v.id AND w.lease_owner = $6
             RETURNING w.id`,
-    values: [items.map((i) => i.id), items.map((i) => i.batchId), items.map((i) => i.endXid), items.map((i) => i.endSeq), owner],
+    values: [items.map((i) => i.id), items.map((i) => i.batchId), items.map((i) => i.endXid), items.map((i) => i.endSeq), items.map((i) => i.version), owner],
   };
 }
+
+/** Drops a stored batch cut under older settings (it is cut again from the cursor). */
+export const dropStaleBatch = (id: string, owner: string): Query => ({
+  text: `UPDATE webhooks SET batch_id = NULL, batch_end_xid = NULL, batch_end_seq = NULL, batch_version = NULL
+          WHERE id = $1 AND lease_owner = $2 AND batch_version IS DISTINCT FROM settings_version RETURNING id`,
+  values: [id, owner],
+});
 
 /** Moves the cursor past changes that did not match the webhook (nothing to send). */
 export const skipTo = (id: string, owner: string, xid: string, seq: string): Query => ({
@@ -318,8 +375,8 @@ export const skipTo = (id: string, owner: string, xid: string, seq: string): Que
 export interface Delivered {
   id: string;
   sentAt: Date;
-  /** The next batch, fixed in the same statement. */
-  next?: { id: string; endXid: string; endSeq: string };
+  /** The next batch, fixed in the same statement, and the settings_version it was cut under. */
+  next?: { id: string; endXid: string; endSeq: string; version: number };
   /** Move the cursor further than the batch's end (past changes that do not match). */
   skip?: [string, string];
 }
@@ -331,11 +388,11 @@ export interface Delivered {
 export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: number): Query {
   return {
     text: `UPDATE webhooks w SET cursor_xid = coalesce(v.skip_xid, w.batch_end_xid), cursor_seq = coalesce(v.skip_seq, w.batch_end_seq),
-                  batch_id = v.next_id, batch_end_xid = v.next_end_xid, batch_end_seq = v.next_end_seq,
+                  batch_id = v.next_id, batch_end_xid = v.next_end_xid, batch_end_seq = v.next_end_seq, batch_version = v.next_version,
                   state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = v.sent_at,
                   last_success_at = v.sent_at, lease_until = now() + make_interval(secs => $9)
-             FROM unnest($1::bigint[], $2::timestamptz[], $3::xid8[], $4::bigint[], $5::bigint[], $6::xid8[], $7::bigint[])
-                  AS v(id, sent_at, skip_xid, skip_seq, next_id, next_end_xid, next_end_seq)
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::xid8[], $4::bigint[], $5::bigint[], $6::xid8[], $7::bigint[], $10::int[])
+                  AS v(id, sent_at, skip_xid, skip_seq, next_id, next_end_xid, next_end_seq, next_version)
             WHERE w.id = v.id AND w.lease_owner = $8 AND w.batch_id IS NOT NULL
             RETURNING w.*`,
     values: [
@@ -348,6 +405,7 @@ export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: 
       items.map((i) => i.next?.endSeq ?? null),
       owner,
       ttlSeconds,
+      items.map((i) => i.next?.version ?? null),
     ],
   };
 }
