@@ -127,7 +127,7 @@ export type ShopOrder = Message<"shop.ShopOrder"> & {
   confirmStatus: string;
 
   /**
-   * The shipping_state of the order's latest fulfillment, or "" without one.
+   * The shipping_state of the order's latest fulfillment, or "default" (eTop's state) before it has one.
    *
    * @generated from field: string fulfillment_shipping_status = 10;
    */

@@ -8,8 +8,8 @@ import type { AppContext } from "../context.ts";
 import * as sql from "../db/sql/shops.ts";
 import { principal } from "./auth.ts";
 import { ts } from "./convert.ts";
-import { invalidArgument, notFound } from "./errors.ts";
-import { requireId } from "./validate.ts";
+import { notFound } from "./errors.ts";
+import { requireId, text } from "./validate.ts";
 
 function info(r: sql.ApiKeyRow): ApiKeyInfo {
   return create(ApiKeyInfoSchema, { id: r.id, prefix: r.prefix, name: r.name, createdAt: ts(r.created_at), revokedAt: ts(r.revoked_at) });
@@ -18,8 +18,7 @@ function info(r: sql.ApiKeyRow): ApiKeyInfo {
 export function apiKeyService(ctx: AppContext): ServiceImpl<typeof ApiKey> {
   return {
     async createApiKey(req, hc) {
-      const name = req.name.trim();
-      if (name.length > 100) throw invalidArgument("name", "at most 100 characters");
+      const name = text("name", req.name, 100);
       const { key, row } = await createApiKey(ctx.pool, principal(hc).shopId, name);
       return create(CreateApiKeyResponseSchema, { apiKey: info(row), key });
     },

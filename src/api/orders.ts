@@ -18,7 +18,7 @@ import { principal } from "./auth.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
 import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
 import { idsFilter, listPage, valuesFilter } from "./paging.ts";
-import { ifSet, money, optionalId, patchOf, quantity, requireId, text } from "./validate.ts";
+import { ifSet, MONEY_MAX, money, optionalId, patchOf, quantity, requireId, text } from "./validate.ts";
 
 export const ORDER_STATUSES = ["created", "processing", "completed", "cancelled"] as const;
 /** Fulfillment states in which the order's stock sits in `picked`. */
@@ -49,15 +49,19 @@ async function lines(ctx: AppContext, shopId: string, input: OrderLine[]): Promi
   const ids = input.map((l, i) => optionalId(`lines[${i}].variant_id`, l.variantId));
   const wanted = [...new Set(ids.filter((id) => id !== "0"))];
   const { rows: variants } = await ctx.pool.query<VariantRow>(selectLiveBy(variantEntity, shopId, "id", wanted));
-  const { rows: products } = await ctx.pool.query<ProductRow>(selectLiveBy(productEntity, shopId, "id", [...new Set(variants.map((v) => v.product_id))]));
+  // Free-form lines may name a product: it must be one of this shop's.
+  const named = input.map((l, i) => (ids[i] === "0" ? optionalId(`lines[${i}].product_id`, l.productId) : "0"));
+  const productIds = new Set([...variants.map((v) => v.product_id), ...named.filter((id) => id !== "0")]);
+  const { rows: products } = await ctx.pool.query<ProductRow>(selectLiveBy(productEntity, shopId, "id", [...productIds]));
   return input.map((l, i) => {
     const f = (name: string) => `lines[${i}].${name}`;
     const qty = quantity(f("quantity"), l.quantity, 1);
     if (ids[i] === "0") {
       const retail = money(f("retail_price"), l.retailPrice);
+      if (named[i] !== "0" && !products.some((p) => p.id === named[i])) throw invalidArgument(f("product_id"), `product ${named[i]} not found`);
       return {
         variant_id: "0",
-        product_id: optionalId(f("product_id"), l.productId),
+        product_id: named[i]!,
         product_name: text(f("product_name"), l.productName, 500, true),
         quantity: qty,
         list_price: money(f("list_price"), l.listPrice),
@@ -84,7 +88,9 @@ async function lines(ctx: AppContext, shopId: string, input: OrderLine[]): Promi
 /** basket_value and total_amount from lines, discount and fee. */
 function totals(ls: OrderLineJson[], discount: string, fee: string) {
   const basket = ls.reduce((s, l) => s + BigInt(l.retail_price) * BigInt(l.quantity), 0n);
+  if (basket > MONEY_MAX) throw invalidArgument("lines", `basket_value (retail_price x quantity over the lines) would be ${basket}, more than ${MONEY_MAX}`);
   const total = basket - BigInt(discount) + BigInt(fee);
+  if (total > MONEY_MAX) throw invalidArgument("total_fee", `total_amount would be ${total}, more than ${MONEY_MAX}`);
   if (total < 0n) throw invalidArgument("total_discount", `${discount} is more than basket_value + total_fee (${basket + BigInt(fee)})`);
   return { basket_value: basket.toString(), total_amount: total.toString() };
 }
@@ -129,7 +135,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         lines: ls,
         status: "created",
         confirm_status: "pending",
-        fulfillment_shipping_status: "",
+        fulfillment_shipping_status: "default",
         ...totals(ls, discount, fee),
         total_discount: discount,
         total_fee: fee,

@@ -3,7 +3,7 @@ import { invalidArgument } from "./errors.ts";
 
 const INT64_MAX = 9223372036854775807n;
 /** Money is int64 in the shop's currency unit; bounded far below int64 so sums cannot overflow. */
-const MONEY_MAX = 1_000_000_000_000_000n;
+export const MONEY_MAX = 1_000_000_000_000_000n;
 
 /** A required positive int64 id (as the string protobuf-es gives for jstype=JS_STRING). */
 export function requireId(field: string, id: string): string {

@@ -28,6 +28,8 @@ export function generateKey(): string {
 export async function createShop(pool: Pool, name: string): Promise<sql.ShopRow> {
   const trimmed = name.trim();
   if (trimmed.length < 1 || trimmed.length > 200) throw new RangeError("shop name must be 1 to 200 characters");
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(trimmed)) throw new RangeError("shop name must not contain control characters");
   const { rows } = await pool.query<sql.ShopRow>(sql.insertShop(trimmed));
   return rows[0]!;
 }
@@ -37,6 +39,8 @@ export async function createApiKey(pool: Pool, shopId: string, name = ""): Promi
   if (!/^\d{1,19}$/.test(shopId)) throw new RangeError(`shop id must be an integer, got "${shopId}"`);
   const { rows: shops } = await pool.query(sql.getShop(shopId));
   if (shops.length === 0) throw new RangeError(`no shop with id ${shopId}`);
+  // eslint-disable-next-line no-control-regex
+  if (name.length > 100 || /[\u0000-\u001f\u007f]/.test(name)) throw new RangeError("key name must be at most 100 characters, without control characters");
   const key = generateKey();
   const { rows } = await pool.query<sql.ApiKeyRow>(sql.insertApiKey(shopId, name, key.slice(0, KEY_PREFIX.length + 8), hashKey(key)));
   return { key, row: rows[0]! };

@@ -36,9 +36,12 @@ export function defineEntity<Row extends BaseRow, Schema extends DescMessage>(de
 }
 
 /**
- * Advisory-lock key of one entity. Ids come from one id space (next_id()), so an id alone is
- * unique across tables; an inventory level shares its variant's id and takes the negative.
+ * Advisory-lock key of one entity of a shop. Ids come from one id space (next_id()), and the shop
+ * is mixed in, so one shop naming another's ids never waits on that shop's locks; an inventory
+ * level shares its variant's id and takes the negative. Keys of different entities may collide
+ * (64 bits): that only makes two writers wait for each other, never breaks the ordering.
  */
-export function lockKey(entity: EntityName, id: string): bigint {
-  return entity === "inventory_level" ? -BigInt(id) : BigInt(id);
+export function lockKey(shopId: string, entity: EntityName, id: string): bigint {
+  const key = BigInt.asIntN(64, BigInt(id) ^ BigInt.asUintN(64, BigInt(shopId) * 0x9e3779b97f4a7c15n));
+  return entity === "inventory_level" ? BigInt.asIntN(64, -key) : key;
 }

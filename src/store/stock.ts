@@ -9,6 +9,9 @@ import type { Writer } from "./write.ts";
 
 type Bucket = "available_quantity" | "reserved_quantity" | "picked_quantity";
 
+/** A bucket's ceiling: the columns are 32-bit integers. */
+const BUCKET_MAX = 2_000_000_000;
+
 /** Total quantity per variant over an order's variant lines. */
 export function quantities(lines: OrderLineJson[]): Map<string, number> {
   const q = new Map<string, number>();
@@ -36,7 +39,10 @@ export async function moveStock(w: Writer, lines: OrderLineJson[], from: Bucket 
       }
       patch[from] = left;
     }
-    if (to) patch[to] = level[to] + qty;
+    if (to) {
+      patch[to] = level[to] + qty;
+      if (patch[to] > BUCKET_MAX) throw failedPrecondition(`variant ${variantId}: ${to} would exceed ${BUCKET_MAX}`);
+    }
     await w.update(IL, level, patch);
   }
 }

@@ -124,7 +124,7 @@ export class Writer {
   /** Takes more entity locks; only before the first write (see the module comment). */
   async lock(locks: Locks): Promise<void> {
     if (this.wrote) throw new Error("entity locks must be taken before the transaction's first write");
-    const keys = sortedKeys(locks).filter((k) => !this.held.has(k));
+    const keys = sortedKeys(this.shopId, locks).filter((k) => !this.held.has(k));
     if (!keys.length) return;
     await this.tx.query(lockEntities(keys));
     for (const k of keys) this.held.add(k);
@@ -173,7 +173,7 @@ export class Writer {
   }
 
   private assertLocked(def: EntityDef, row: BaseRow) {
-    if (!this.held.has(lockKey(def.name, keyOf(def, row)))) throw new Error(`${def.name} ${keyOf(def, row)} written without its lock`);
+    if (!this.held.has(lockKey(this.shopId, def.name, keyOf(def, row)))) throw new Error(`${def.name} ${keyOf(def, row)} written without its lock`);
   }
 }
 
@@ -181,8 +181,8 @@ function keyOf(def: EntityDef, row: object): string {
   return (row as Record<string, string>)[def.key]!;
 }
 
-function sortedKeys(locks: Locks): bigint[] {
-  return [...new Set(locks.map(([e, id]) => lockKey(e, id)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+function sortedKeys(shopId: string, locks: Locks): bigint[] {
+  return [...new Set(locks.map(([e, id]) => lockKey(shopId, e, id)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** A duplicate unique value becomes already_exists naming the field (index `<table>_<field>`). */
@@ -207,7 +207,7 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
     try {
       let writer: Writer | undefined;
       const result = await inTx(ctx.pool, async (tx) => {
-        const keys = sortedKeys(locks);
+        const keys = sortedKeys(shopId, locks);
         if (keys.length) await tx.query(lockEntities(keys));
         writer = new Writer(tx, shopId, keys);
         return fn(writer);
@@ -254,7 +254,7 @@ export async function updateOne<R extends BaseRow>(
     if (patch === undefined || !old) return old as R;
     const u = patch === REMOVE ? prepareRemove(def, old, new Date()) : prepareUpdate(def, old, patch, new Date());
     if (!u) return old;
-    const guard: Guard = { lockKey: lockKey(def.name, id), seq: old.feed_seq };
+    const guard: Guard = { lockKey: lockKey(shopId, def.name, id), seq: old.feed_seq };
     const row = await runWrite(ctx.pool, def, updateWithChange(def, shopId, id, u.set, u.change, guard));
     if (row) {
       ctx.onCommit?.({ shopId, entities: [def.name], xid: row.feed_xid });
