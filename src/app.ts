@@ -63,7 +63,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
       ids: new IdAllocator(db.pool),
       clock: deps.clock ?? systemClock,
     };
-    const policy = new AddressPolicy(config.webhookAllowPrivate);
+    const policy = new AddressPolicy(config.webhookAllowPrivate, config.dnsServers);
     sender = new HttpSender(policy, { timeoutMs: config.deliveryTimeoutMs, userAgent: USER_AGENT });
     const history = new History(db.deliveryPool, ctx.ids, log);
     const metrics = new Metrics(db.pool);

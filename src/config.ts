@@ -41,6 +41,8 @@ export interface Config {
    * CIDRs or IPs, or "*". `SHOPHOOK_WEBHOOK_ALLOW_PRIVATE`, default none. Tests and local development set it.
    */
   webhookAllowPrivate: string[];
+  /** DNS servers for webhook hosts ("ip" or "ip:port", comma-separated); unset: the system's. `SHOPHOOK_DNS_SERVERS`. */
+  dnsServers: string[];
   /** Webhooks a shop may have. `SHOPHOOK_MAX_WEBHOOKS_PER_SHOP`, default 20. */
   maxWebhooksPerShop: number;
   /** Time allowed for one delivery request, connect to last byte. `SHOPHOOK_DELIVERY_TIMEOUT_MS`, default 10000. */
@@ -123,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pruneCron: str(env, "SHOPHOOK_PRUNE_CRON", "*/10 * * * *"),
     webhookAllowHttp: bool(env, "SHOPHOOK_WEBHOOK_ALLOW_HTTP", false),
     webhookAllowPrivate: list(env, "SHOPHOOK_WEBHOOK_ALLOW_PRIVATE"),
+    dnsServers: list(env, "SHOPHOOK_DNS_SERVERS"),
     maxWebhooksPerShop: int(env, "SHOPHOOK_MAX_WEBHOOKS_PER_SHOP", 20, 1, 100_000),
     deliveryTimeoutMs: int(env, "SHOPHOOK_DELIVERY_TIMEOUT_MS", 10_000, 100, 120_000),
     batchMaxChanges: int(env, "SHOPHOOK_BATCH_MAX_CHANGES", 1000, 1, 10_000),

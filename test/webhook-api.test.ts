@@ -4,6 +4,7 @@ import { Webhook } from "../gen/shop/webhook_pb.ts";
 import { HttpSender } from "../src/delivery/http-sender.ts";
 import { AddressPolicy } from "../src/delivery/ssrf.ts";
 import { useApp } from "./support/app.ts";
+import { startFakeDns } from "./support/dns.ts";
 import { startReceiver } from "./support/receiver.ts";
 
 const t = useApp({ maxWebhooksPerShop: 3 });
@@ -81,6 +82,12 @@ describe("CreateWebhook", () => {
       "https://[::ffff:a9fe:a9fe]/",
       "https://[fd00::1]/",
       "https://[fe80::1]/",
+      "https://[::127.0.0.1]/", // IPv4-compatible
+      "https://[::ffff:0:a00:1]/", // IPv4-translated 10.0.0.1
+      "https://[64:ff9b::a9fe:a9fe]/", // NAT64 of the metadata address
+      "https://[64:ff9b:1::a00:1]/", // local-use NAT64
+      "https://[2002:a9fe:a9fe::1]/", // 6to4 of the metadata address
+      "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", // Teredo, client 127.0.0.1
     ];
     for (const url of targets) {
       const res = await shop.post("/v1/shop.Webhook/CreateWebhook", { url, entities: ["order"] });
@@ -105,6 +112,31 @@ describe("CreateWebhook", () => {
       await allowed.close();
     } finally {
       await r.close();
+    }
+  });
+
+  it("resolves webhook hosts with a timeout, off the thread pool: a DNS server that hangs fails only its own webhooks", async () => {
+    const r = await startReceiver();
+    const dns = await startFakeDns({ "inside.test": "127.0.0.1" }, ["hang.test"]);
+    try {
+      const strict = new HttpSender(new AddressPolicy([], [dns.server]), { timeoutMs: 10_000, userAgent: "test" });
+      expect((await strict.post(`http://inside.test:${r.port}/`, {}, "{}")).error).toMatch(/^refused: inside.test resolves to 127\.0\.0\.1 is not a public address/);
+      const allowed = new HttpSender(new AddressPolicy(["127.0.0.1"], [dns.server]), { timeoutMs: 10_000, userAgent: "test" });
+      // Eight lookups that hang (twice libuv's thread pool) while another webhook's request goes through.
+      const started = performance.now();
+      const hung = Promise.all(Array.from({ length: 8 }, (_, i) => allowed.post(`http://hang.test:${r.port}/${i}`, {}, "{}")));
+      const ok = await allowed.post(`http://inside.test:${r.port}/`, {}, "{}");
+      expect(ok.ok).toBe(true);
+      expect(performance.now() - started).toBeLessThan(1500);
+      const failed = await hung;
+      for (const f of failed) expect(f).toMatchObject({ ok: false, status: 0, error: expect.stringMatching(/DNS lookup of hang.test failed \(ETIMEOUT/) });
+      expect(performance.now() - started).toBeLessThan(8000);
+      expect(r.requests.map((x) => x.path)).toEqual(["/"]);
+      await strict.close();
+      await allowed.close();
+    } finally {
+      await r.close();
+      await dns.close();
     }
   });
 

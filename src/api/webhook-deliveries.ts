@@ -168,8 +168,9 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
       const shopId = principal(hc).shopId;
       const webhookId = requireId("webhook_id", req.webhookId);
       if (req.status && !STATUSES.includes(req.status)) throw invalidArgument("status", `must be "success" or "failed", got "${req.status.slice(0, 40)}"`);
-      await getWebhook(shopId, webhookId);
+      // A deleted webhook's history is kept (until its retention) and may be cleared too.
       const { rowCount } = await ctx.pool.query(dsql.clearDeliveries(shopId, webhookId, req.before ? timestampDate(req.before) : null, req.status || null));
+      if (!rowCount) await getWebhook(shopId, webhookId); // not_found when there is neither webhook nor history
       return { deletedCount: rowCount ?? 0 };
     },
 

@@ -150,7 +150,8 @@ export function validateHeaders(field: string, headers: WebhookHeader[]): Array<
     if (RESERVED_HEADERS.has(lower) || RESERVED_PREFIXES.some((p) => lower.startsWith(p))) throw invalidArgument(`${field}[${i}].name`, `"${name}" is reserved and cannot be set`);
     if (seen.has(lower)) throw invalidArgument(`${field}[${i}].name`, `duplicate header "${name}"`);
     seen.add(lower);
-    if (h.value.length > 2000 || /[\r\n\0]/.test(h.value)) throw invalidArgument(`${field}[${i}].value`, "at most 2000 characters, no line breaks");
+    // Visible ASCII, spaces and tabs: what every HTTP stack sends as is (undici refuses the rest).
+    if (h.value.length > 2000 || !/^[\t\x20-\x7e]*$/.test(h.value)) throw invalidArgument(`${field}[${i}].value`, "at most 2000 characters of visible ASCII (no line breaks or other control characters)");
     return { name, value: h.value };
   });
 }

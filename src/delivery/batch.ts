@@ -43,12 +43,24 @@ export function changeJson(c: ChangeView): string {
   return `{"id":"${c.id}","time":"${rfc3339(c.time)}","change_type":"${c.change_type}","entity":"${c.entity}","entity_id":"${c.entity_id}","latest":{"${c.entity}":${c.latest}}${changed}}`;
 }
 
-/** How many of `rows` (at least one) fit in `maxBytes` as a JSON body. */
-export function fitting(callbackId: string, rows: BatchChangeRow[], maxBytes: number): number {
-  let size = Buffer.byteLength(`{"id":"${callbackId}","changes":[]}`);
+/** Bytes one change takes in a body of `format` (an upper bound: projection only shrinks it). */
+function changeBytes(r: ChangeView, format: Format, shopId: string): number {
+  switch (format) {
+    case "json":
+      return Buffer.byteLength(changeJson(r));
+    case "thin":
+      return Buffer.byteLength(JSON.stringify(thinNote(r, shopId)));
+    case "xml":
+      return Buffer.byteLength(xmlChange(r));
+  }
+}
+
+/** How many of `rows` (at least one) fit in `maxBytes` as a body of `format`. */
+export function fitting(callbackId: string, rows: BatchChangeRow[], maxBytes: number, format: Format = "json", shopId = ""): number {
+  let size = 200 + callbackId.length; // the envelope, in any format
   let n = 0;
   for (const r of rows) {
-    const bytes = Buffer.byteLength(changeJson(r as ChangeView)) + (n ? 1 : 0);
+    const bytes = changeBytes(r as ChangeView, format, shopId) + (n ? 1 : 0);
     if (n && size + bytes > maxBytes) break;
     size += bytes;
     n++;
@@ -106,29 +118,28 @@ function xml(name: string, v: Json): string {
 
 const ACT: Record<string, string> = { create: "insert", update: "update", delete: "delete" };
 
+const thinNote = (c: ChangeView, shopId: string) => ({ scope_name: c.entity, scope_id: c.entity_id, shop_id: shopId, act: ACT[c.change_type], change_id: c.id, time: rfc3339(c.time) });
+
+const xmlChange = (c: ChangeView) =>
+  xml("change", {
+    id: c.id,
+    time: rfc3339(c.time),
+    change_type: c.change_type,
+    entity: c.entity,
+    entity_id: c.entity_id,
+    latest: { [c.entity]: JSON.parse(c.latest) as Json },
+    changed: c.changed ? (JSON.parse(c.changed) as Json) : null,
+  });
+
 /** The request body and content type of a batch, in the webhook's format. */
 export function render(callbackId: string, changes: ChangeView[], opts: RenderOptions): { body: string; contentType: string; events: string[] } {
   const events = [...new Set(changes.map((c) => eventName(c.entity, c.change_type)))];
   switch (opts.format) {
     case "json":
       return { body: `{"id":"${callbackId}","changes":[${changes.map(changeJson).join(",")}]}`, contentType: "application/json", events };
-    case "thin": {
-      const notes = changes.map((c) => ({ scope_name: c.entity, scope_id: c.entity_id, shop_id: opts.shopId, act: ACT[c.change_type], change_id: c.id, time: rfc3339(c.time) }));
-      return { body: JSON.stringify({ id: callbackId, notifications: notes }), contentType: "application/json", events };
-    }
-    case "xml": {
-      const items = changes.map((c) =>
-        xml("change", {
-          id: c.id,
-          time: rfc3339(c.time),
-          change_type: c.change_type,
-          entity: c.entity,
-          entity_id: c.entity_id,
-          latest: { [c.entity]: JSON.parse(c.latest) as Json },
-          changed: c.changed ? (JSON.parse(c.changed) as Json) : null,
-        }),
-      );
-      return { body: `<?xml version="1.0" encoding="UTF-8"?><callback><id>${callbackId}</id><changes>${items.join("")}</changes></callback>`, contentType: "application/xml", events };
-    }
+    case "thin":
+      return { body: JSON.stringify({ id: callbackId, notifications: changes.map((c) => thinNote(c, opts.shopId)) }), contentType: "application/json", events };
+    case "xml":
+      return { body: `<?xml version="1.0" encoding="UTF-8"?><callback><id>${callbackId}</id><changes>${changes.map(xmlChange).join("")}</changes></callback>`, contentType: "application/xml", events };
   }
 }

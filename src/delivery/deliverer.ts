@@ -213,7 +213,7 @@ export class Deliverer {
     if (pruned) return { pruned };
     if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
     const id = await this.deps.ids.next();
-    const count = fitting(id, changes, config.batchMaxBytes);
+    const count = fitting(id, changes, config.batchMaxBytes, w.format, w.shop_id);
     // A short page that fits whole covers everything below the horizon: end the batch there.
     const whole = count === changes.length && changes.length < config.batchMaxChanges;
     const last = changes[count - 1]!;

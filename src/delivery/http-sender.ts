@@ -96,7 +96,8 @@ export class HttpSender {
           break;
         }
       }
-      const text = Buffer.concat(chunks).subarray(0, this.opts.bodyExcerptBytes).toString("utf8");
+      // Streaming decode drops a character cut in half at the excerpt's end.
+      const text = new TextDecoder().decode(Buffer.concat(chunks).subarray(0, this.opts.bodyExcerptBytes), { stream: true });
       const respHeaders: Record<string, string> = {};
       for (const [k, v] of Object.entries(res.headers)) respHeaders[k] = Array.isArray(v) ? v.join(", ") : String(v);
       const ok = res.statusCode >= 200 && res.statusCode < 300;
