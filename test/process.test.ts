@@ -142,4 +142,23 @@ describe("embedded PostgreSQL", () => {
       await fs.rm(dir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  it("as root, says plainly when the postgres user cannot reach the data directory (instead of a failing initdb)", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "shophook-private-"));
+    await fs.chmod(dir, 0o700);
+    try {
+      const env = { SHOPHOOK_DATA_DIR: path.join(dir, "pg"), SHOPHOOK_EMBEDDED_PG_PORT: String(20000 + Math.floor(Math.random() * 20000)) };
+      if (process.getuid?.() === 0) {
+        const err = await startService(env, 60_000).then(() => undefined, (e: Error) => e);
+        expect(err?.message).toMatch(/runs as the OS user postgres \(PostgreSQL refuses root\), which cannot enter .*shophook-private-.* set DATABASE_URL/);
+      } else {
+        // Not root: PostgreSQL runs as this user, who owns the directory: it just starts.
+        const svc = await startService(env, 60_000);
+        svc.child.kill("SIGTERM");
+        expect(await svc.exited).toBe(0);
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

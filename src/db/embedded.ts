@@ -57,6 +57,19 @@ async function runAs(): Promise<{ uid?: number; gid?: number }> {
   }
 }
 
+/** The first directory on the way to `target` that `uid`/`gid` may not enter (mode bits), if any. */
+async function blockedParent(target: string, uid: number, gid: number): Promise<string | undefined> {
+  const parts = path.resolve(target).split(path.sep).filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const dir = path.sep + parts.slice(0, i).join(path.sep);
+    const st = await fs.stat(dir).catch(() => undefined);
+    if (!st) return undefined; // created below, with a traversable mode
+    const bit = st.uid === uid ? 0o100 : st.gid === gid ? 0o010 : 0o001;
+    if (!(st.mode & bit)) return dir;
+  }
+  return undefined;
+}
+
 async function exists(p: string): Promise<boolean> {
   return fs.access(p).then(() => true, () => false);
 }
@@ -66,6 +79,18 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const bin = await binaries();
   const user = await runAs();
   const dataDir = path.resolve(opts.dataDir);
+  if (user.uid !== undefined) {
+    // As root, PostgreSQL runs as `postgres`, which must reach both its binaries and its data.
+    for (const target of [bin.initdb, dataDir]) {
+      const blocked = await blockedParent(path.dirname(target), user.uid, user.gid!);
+      if (blocked) {
+        throw new Error(
+          `the embedded PostgreSQL runs as the OS user postgres (PostgreSQL refuses root), which cannot enter ${blocked} to reach ${target}: ` +
+            "put the project under a directory others may traverse (e.g. /opt or /srv, or chmod o+x the directory), or set DATABASE_URL",
+        );
+      }
+    }
+  }
   const url = `postgres://postgres@127.0.0.1:${opts.port}/postgres`;
 
   if (!(await exists(path.join(dataDir, "PG_VERSION")))) {
