@@ -8,7 +8,7 @@ import type { AppContext } from "../context.ts";
 import * as sql from "../db/sql/shops.ts";
 import { principal } from "./auth.ts";
 import { ts } from "./convert.ts";
-import { notFound } from "./errors.ts";
+import { invalidArgument, notFound } from "./errors.ts";
 import { requireId, text } from "./validate.ts";
 
 function info(r: sql.ApiKeyRow): ApiKeyInfo {
@@ -19,6 +19,8 @@ export function apiKeyService(ctx: AppContext): ServiceImpl<typeof ApiKey> {
   return {
     async createApiKey(req, hc) {
       const name = text("name", req.name, 100);
+      // eslint-disable-next-line no-control-regex
+      if (/[\u0000-\u001f\u007f]/.test(name)) throw invalidArgument("name", "must not contain control characters");
       const { key, row } = await createApiKey(ctx.pool, principal(hc).shopId, name);
       return create(CreateApiKeyResponseSchema, { apiKey: info(row), key });
     },
