@@ -29,3 +29,7 @@ CREATE INDEX webhooks_shop_cursor ON webhooks (shop_id, cursor_xid, cursor_seq);
 ALTER TABLE webhooks
   ADD COLUMN settings_version integer NOT NULL DEFAULT 0,
   ADD COLUMN batch_version integer;
+
+-- ListOrders filtered by status, in either order, is an index range scan even for a rare status.
+CREATE INDEX orders_status_position ON orders (shop_id, status, feed_xid, feed_seq);
+CREATE INDEX orders_status ON orders (shop_id, status, id);
