@@ -1,81 +1,71 @@
 /**
  * Chaos 3: receivers that fail in every way (500, timeout, slow body, reset, refused, 429 with
- * Retry-After, 410, an invalid TLS certificate), then recover. States and the retry schedule
- * are as specified (on a hand-moved clock), and nothing is lost: each webhook ends with every
- * change, in order.
+ * Retry-After, 410, an invalid TLS certificate) while writers keep writing and a poller follows
+ * GetChanges; then they recover. While they fail, each webhook's state, last_error and retry
+ * schedule are as specified (docs/delivery.md), checked failure by failure: the delay the
+ * service chose (next_attempt_at - sent_at) within the schedule's jitter, and the next attempt
+ * made no earlier than that (a 429's no earlier than its Retry-After); 410 stops at once. Three
+ * healthy webhooks deliver meanwhile. After recovery the scenario ends with the final check
+ * (every change, in order, no overlap, the poller's copy equals the database) and every state ok.
+ *
+ * Real time, with a short schedule: base 1 s, step cap 4 s (so 1, 2, 4, 4 s, each ±25%), 1 s timeout.
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
-import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { afterAll, expect, it } from "vitest";
-import { Customer } from "../../gen/shop/customer_pb.ts";
-import { Webhook } from "../../gen/shop/webhook_pb.ts";
-import { useApp } from "../support/app.ts";
-import { ManualClock } from "../support/clock.ts";
-import { rounds, sleep } from "./harness.ts";
+import { expect, it } from "vitest";
+import { ALL_ENTITIES, ENTITY_GROUPS, type Reply, rounds, scenarioDatabases, until, type WebhookSpec, World } from "./harness.ts";
 
-const clock = new ManualClock();
-const t = useApp(
-  { webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], deliveryTimeoutMs: 800, sweepIntervalMs: 100, retryAfterMaxSeconds: 3600 },
-  { clock },
-);
-const servers: net.Server[] = [];
-afterAll(() => {
-  for (const s of servers) s.close();
-});
+const database = scenarioDatabases();
 
-type Mode = "500" | "hang" | "slow-body" | "reset" | "429" | "410" | "ok";
+const TIMEOUT_MS = 1000;
+const BASE_S = 1;
+const MAX_STEP_S = 4;
+const RETRY_AFTER_S = 3;
+/** Failures observed per webhook before recovery. */
+const FAILURES = 3;
+/** Our clock and the service's are the same machine's; rounding to ms and timer granularity only. */
+const EARLY_MS = 100;
+/** How late a retry may start after it is due (sweep every 200 ms, pg-boss polling 0.5 s; a loaded machine). */
+const LATE_MS = 5_000;
 
-/** A receiver whose failure mode can be switched to "ok". Records the changes it accepted. */
-async function failing(mode: Mode, tls?: { key: string; cert: string }) {
-  const state = { mode, accepted: [] as string[] };
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      switch (state.mode) {
-        case "500":
-          res.writeHead(500).end("internal");
-          return;
-        case "hang":
-          return;
-        case "slow-body":
-          res.writeHead(200, { "content-type": "text/plain" });
-          res.write("o"); // then nothing: the body never ends
-          return;
-        case "reset":
-          req.socket.destroy();
-          return;
-        case "429":
-          res.writeHead(429, { "retry-after": "5" }).end("slow down");
-          return;
-        case "410":
-          res.writeHead(410).end("gone");
-          return;
-        default: {
-          const body = JSON.parse(Buffer.concat(chunks).toString()) as { changes: Array<{ id: string }> };
-          state.accepted.push(...body.changes.map((c) => c.id));
-          res.writeHead(200).end("ok");
-        }
-      }
-    });
-  };
-  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  servers.push(server);
-  const port = (server.address() as net.AddressInfo).port;
-  return { state, url: `${tls ? "https" : "http"}://127.0.0.1:${port}/hook`, port };
+type Kind = "500" | "hang" | "slow-body" | "reset" | "429" | "410" | "refused" | "tls";
+const KINDS: Kind[] = ["500", "hang", "slow-body", "reset", "429", "410", "refused", "tls"];
+/** Kinds that retry (all but 410), and the last_error each must show. */
+const ERRORS: Record<Exclude<Kind, "410">, RegExp> = {
+  "500": /^unexpected status: 500$/,
+  hang: new RegExp(`^timeout after ${TIMEOUT_MS} ms$`),
+  "slow-body": new RegExp(`^timeout after ${TIMEOUT_MS} ms$`),
+  reset: /^connection reset$/,
+  "429": /^unexpected status: 429$/,
+  refused: /^connection refused$/,
+  tls: /^tls error: /,
+};
+const RETRYING = Object.keys(ERRORS) as Array<Exclude<Kind, "410">>;
+/** How the receiver answers while failing (refused and tls never reach it). */
+const FAULTS: Partial<Record<Kind, Reply>> = {
+  "500": { status: 500 },
+  hang: { fault: "hang" },
+  "slow-body": { fault: "slow-body" },
+  reset: { fault: "reset" },
+  "429": { status: 429, headers: { "retry-after": String(RETRY_AFTER_S) } },
+  "410": { status: 410 },
+};
+
+/** The delay after failure n as specified: base * 2^(n-1), capped, ±25% (never above the cap). */
+function schedule(n: number): [number, number] {
+  const e = Math.min(BASE_S * 2 ** (n - 1), MAX_STEP_S) * 1000;
+  return [0.75 * e, Math.min(MAX_STEP_S * 1000, 1.25 * e)];
 }
 
 function selfSigned() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shophook-tls-"));
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${dir}/key.pem`, "-out", `${dir}/cert.pem`, "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" });
-  return { key: fs.readFileSync(`${dir}/key.pem`, "utf8"), cert: fs.readFileSync(`${dir}/cert.pem`, "utf8") };
+  const pair = { key: fs.readFileSync(`${dir}/key.pem`, "utf8"), cert: fs.readFileSync(`${dir}/cert.pem`, "utf8") };
+  fs.rmSync(dir, { recursive: true, force: true });
+  return pair;
 }
 
 async function closedPort(): Promise<number> {
@@ -86,85 +76,182 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-it.each(rounds())("round %i: every kind of failing receiver, then recovery: states, schedule, nothing lost", async () => {
-  const shop = await t.shop();
-  const hooks = shop.client(Webhook);
-  const tlsServer = await failing("ok", selfSigned());
-  const refusedPort = await closedPort();
-  const kinds = {
-    "500": await failing("500"),
-    hang: await failing("hang"),
-    "slow-body": await failing("slow-body"),
-    reset: await failing("reset"),
-    "429": await failing("429"),
-    "410": await failing("410"),
-  };
-  const created: Record<string, string> = {};
-  for (const [kind, r] of Object.entries(kinds)) created[kind] = (await hooks.createWebhook({ url: r.url, entities: ["customer"] })).id;
-  created.refused = (await hooks.createWebhook({ url: `http://127.0.0.1:${refusedPort}/hook`, entities: ["customer"] })).id;
-  created.tls = (await hooks.createWebhook({ url: tlsServer.url, entities: ["customer"] })).id;
+/** A failure as the webhook row showed it right after it was recorded. */
+interface Failure {
+  n: number;
+  state: string;
+  error: string;
+  retried: number;
+  sentAt: number;
+  next: number | null;
+  active: boolean;
+  disabledReason: string;
+}
 
-  const written: string[] = [];
-  for (let i = 0; i < 20; i++) written.push((await shop.client(Customer).createCustomer({ fullName: `c${i}` })).id);
-  const state = async (kind: string) => (await hooks.getWebhook({ id: created[kind]! }))!;
-  const expected: Record<string, RegExp> = {
-    "500": /^unexpected status: 500$/,
-    hang: /^timeout after 800 ms$/,
-    "slow-body": /^timeout after 800 ms$/,
-    reset: /^connection reset$/,
-    "429": /^unexpected status: 429$/,
-    refused: /^connection refused$/,
-    tls: /^tls error: /,
-  };
-  for (const [kind, re] of Object.entries(expected)) {
-    await expect.poll(async () => (await state(kind)).states?.lastError?.error ?? "", { timeout: 10_000 }).toMatch(re);
-    const s = await state(kind);
-    expect(s.states?.state, kind).toBe("retry");
-    const delay = timestampMs(s.states!.nextAttemptAt!) - clock.now().getTime();
-    if (kind === "429") expect(delay, "429 Retry-After: 5").toBeLessThanOrEqual(5_000);
-    else {
-      expect(delay, `${kind}: first retry 30 s ± 25%`).toBeGreaterThanOrEqual(22_000);
-      expect(delay, `${kind}: first retry 30 s ± 25%`).toBeLessThanOrEqual(38_000);
-    }
-    expect(s.health?.status, kind).toBe("error"); // 0% success
-  }
-  await expect.poll(async () => (await state("410")).active).toBe(false);
-  expect((await state("410")).disabledReason).toMatch(/410 Gone/);
+interface Row {
+  id: string;
+  state: string;
+  attempts: number;
+  active: boolean;
+  disabled_reason: string;
+  last_error: { error: string; retried: number; sent_at: string } | null;
+  next_attempt_at: Date | null;
+}
 
-  // The second failure waits about twice as long (60 s ± 25%).
-  clock.advance(40_000);
-  await expect.poll(async () => (await state("500")).states?.lastError?.retried, { timeout: 10_000 }).toBe(2);
-  const second = timestampMs((await state("500")).states!.nextAttemptAt!) - clock.now().getTime();
-  expect(second).toBeGreaterThanOrEqual(44_000);
-  expect(second).toBeLessThanOrEqual(76_000);
-
-  // Recovery: every receiver answers, the refused port opens, the TLS webhook moves to a valid URL, the 410 one is re-enabled.
-  for (const r of Object.values(kinds)) r.state.mode = "ok";
-  const refusedNow = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      refusedAccepted.push(...(JSON.parse(Buffer.concat(chunks).toString()) as { changes: Array<{ id: string }> }).changes.map((c) => c.id));
-      res.end("ok");
-    });
+it.each(rounds())("round %i: every kind of failing receiver during a burst, then recovery: states, schedule, nothing lost", async () => {
+  const db = await database();
+  const world = new World(db, {
+    SHOPHOOK_DELIVERY_TIMEOUT_MS: String(TIMEOUT_MS),
+    SHOPHOOK_RETRY_BASE_SECONDS: String(BASE_S),
+    SHOPHOOK_RETRY_MAX_STEP_SECONDS: String(MAX_STEP_S),
   });
-  const refusedAccepted: string[] = [];
-  await new Promise<void>((r) => refusedNow.listen(refusedPort, "127.0.0.1", r));
-  servers.push(refusedNow);
-  const tlsRecovered = await failing("ok");
-  await hooks.updateWebhook({ id: created.tls!, url: tlsRecovered.url });
-  await hooks.setActive({ id: created["410"]!, active: true });
-  for (let i = 0; i < 40; i++) {
-    clock.advance(60_000);
-    await sleep(250);
-    const states = await Promise.all(Object.keys(created).map(async (k) => (await state(k)).states?.state));
-    if (states.every((s) => s === "ok")) break;
+  await world.receiver.start();
+  const tlsUrl = await world.receiver.listen({ tls: selfSigned() });
+  const refusedPort = await closedPort();
+  const url: Partial<Record<Kind, string>> = { refused: `http://127.0.0.1:${refusedPort}/hook`, tls: tlsUrl };
+  const specs: WebhookSpec[] = [
+    ...KINDS.map((k) => ({ entities: ALL_ENTITIES, url: url[k], name: k })),
+    ...ENTITY_GROUPS.map((entities) => ({ entities, name: `healthy ${entities.join("+")}` })),
+  ];
+  const kindOf = new Map<string, Kind>();
+  let recovered = false;
+  world.receiver.behave = (id) => {
+    const k = kindOf.get(id);
+    return !recovered && k && FAULTS[k] ? FAULTS[k] : { status: 200, delayMs: Math.random() * 20 };
+  };
+  const idOf = (k: Kind) => world.webhooks[KINDS.indexOf(k)]!.id;
+  // Watch every failure as it is recorded (the next one comes at least 0.75 s later), from the
+  // moment the webhooks exist (the seed writes are their first changes).
+  const failures = new Map<Kind, Map<number, Failure>>(KINDS.map((k) => [k, new Map()]));
+  let watching = true;
+  let watcher: Promise<void> = Promise.resolve();
+  const watch = async () => {
+    while (watching) {
+      const { rows } = await world.pool.query<Row>("SELECT id::text, state, attempts, active, disabled_reason, last_error, next_attempt_at FROM webhooks WHERE id = ANY($1::bigint[])", [KINDS.map(idOf)]);
+      for (const r of rows) {
+        const seen = failures.get(kindOf.get(r.id)!)!;
+        if (!r.last_error || r.attempts === 0 || seen.has(r.attempts)) continue;
+        seen.set(r.attempts, {
+          n: r.attempts,
+          state: r.state,
+          error: r.last_error.error,
+          retried: r.last_error.retried,
+          sentAt: Date.parse(r.last_error.sent_at),
+          next: r.next_attempt_at?.getTime() ?? null,
+          active: r.active,
+          disabledReason: r.disabled_reason,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  await world.start(1, {
+    webhooks: specs,
+    afterWebhooks: () => {
+      KINDS.forEach((k, i) => kindOf.set(world.webhooks[i]!.id, k));
+      // A failed query ends the watch (the scenario then times out naming what it waited for).
+      watcher = watch().catch((err: unknown) => {
+        if (watching) console.error(`failure watch stopped: ${(err as Error).message}`);
+      });
+    },
+  });
+  world.startPoller();
+  world.startWriters(4);
+  try {
+    await until(
+      `${FAILURES} failures of every failing webhook and 410's stop`,
+      () => RETRYING.every((k) => failures.get(k)!.size >= FAILURES) && failures.get("410")!.size >= 1,
+      { timeoutMs: 90_000, intervalMs: 100 },
+    );
+  } finally {
+    watching = false;
+    await watcher;
   }
-  const received: Record<string, string[]> = { ...Object.fromEntries(Object.entries(kinds).map(([k, r]) => [k, r.state.accepted])), refused: refusedAccepted, tls: tlsRecovered.state.accepted };
-  const changeIds = (await shop.post("/v1/shop.History/GetChanges", { paging: { limit: 1000 } })).body.changes.map((c: any) => c.id);
-  for (const [kind, got] of Object.entries(received)) {
-    expect((await state(kind)).states?.state, kind).toBe("ok");
-    expect([...new Set(got)], `${kind}: every change, in order`).toEqual(changeIds);
+
+  // Failure by failure: state, error, the delay chosen, and when the next attempt came.
+  for (const k of RETRYING) {
+    const id = idOf(k);
+    const { rows: history } = await world.pool.query<{ attempt: number; created_at: Date; duration_ms: number }>(
+      "SELECT attempt, created_at, duration_ms FROM deliveries WHERE webhook_id = $1 AND NOT test ORDER BY created_at",
+      [id],
+    );
+    const arrivals = world.receiver.attempts.filter((a) => a.webhookId === id);
+    for (let n = 1; n <= FAILURES; n++) {
+      const f = failures.get(k)!.get(n);
+      expect(f, `${k}: failure ${n} observed (saw ${[...failures.get(k)!.keys()]})`).toBeDefined();
+      expect(f!.state, `${k}: state after failure ${n}`).toBe("retry");
+      expect(f!.error, `${k}: last_error after failure ${n}`).toMatch(ERRORS[k]);
+      expect(f!.retried, `${k}: last_error.retried after failure ${n}`).toBe(n);
+      const delay = f!.next! - f!.sentAt;
+      if (k === "429") {
+        expect(delay, `429: the delay after failure ${n} is the Retry-After (${RETRY_AFTER_S} s)`).toBeGreaterThanOrEqual(RETRY_AFTER_S * 1000 - 1);
+        expect(delay, `429: the delay after failure ${n} is the Retry-After (${RETRY_AFTER_S} s)`).toBeLessThanOrEqual(RETRY_AFTER_S * 1000 + 1);
+      } else {
+        const [lo, hi] = schedule(n);
+        expect(delay, `${k}: delay after failure ${n} within ${lo}-${hi} ms`).toBeGreaterThanOrEqual(lo - 1);
+        expect(delay, `${k}: delay after failure ${n} within ${lo}-${hi} ms`).toBeLessThanOrEqual(hi + 1);
+      }
+      if (n === FAILURES) continue;
+      // Attempt n+1 (from the history: its end minus its duration) came when due, not before.
+      const next = history.find((h) => h.attempt === n + 1);
+      expect(next, `${k}: attempt ${n + 1} in the delivery history`).toBeDefined();
+      const started = next!.created_at.getTime() - next!.duration_ms;
+      expect(started, `${k}: attempt ${n + 1} no earlier than due`).toBeGreaterThanOrEqual(f!.next! - EARLY_MS);
+      expect(started, `${k}: attempt ${n + 1} no later than ${LATE_MS} ms after due`).toBeLessThanOrEqual(f!.next! + LATE_MS);
+      if (k === "refused" || k === "tls") continue; // these never reach the receiver
+      // The receiver's own clock agrees: one request per attempt, each no earlier than due.
+      expect(arrivals.length, `${k}: requests received for ${n + 1} attempts`).toBeGreaterThanOrEqual(n + 1);
+      expect(arrivals[n]!.start, `${k}: request ${n + 1} arrived no earlier than due`).toBeGreaterThanOrEqual(f!.next! - EARLY_MS);
+      if (k === "429") {
+        expect(arrivals[n]!.start - arrivals[n - 1]!.start, `429: request ${n + 1} no earlier than Retry-After after request ${n}`).toBeGreaterThanOrEqual(RETRY_AFTER_S * 1000 - EARLY_MS);
+      }
+    }
+    expect(new Set(arrivals.map((a) => a.callbackId)).size, `${k}: every attempt resends the same batch`).toBeLessThanOrEqual(1);
   }
-  expect(changeIds).toHaveLength(written.length);
+  // 410 stops at once: one attempt, no retry, deactivated with a reason.
+  const gone = failures.get("410")!.get(1)!;
+  expect(gone.state, "410: state").toBe("stop");
+  expect(gone.next, "410: no next attempt").toBeNull();
+  expect(gone.active, "410: deactivated").toBe(false);
+  expect(gone.disabledReason).toMatch(/410 Gone/);
+  expect(world.receiver.attempts.filter((a) => a.webhookId === idOf("410")), "410: never retried").toHaveLength(1);
+
+  // The same through the API (GetWebhook), as integrators see it.
+  const get = async (k: Kind) => (await world.call("/v1/shop.Webhook/GetWebhook", { id: idOf(k) })).body;
+  for (const k of RETRYING) {
+    const w = await get(k);
+    expect(w.states.state, `${k}: API state`).toBe("retry");
+    expect(w.states.last_error.error, `${k}: API last_error`).toMatch(ERRORS[k]);
+    expect(w.states.last_error.retried, `${k}: API last_error.retried`).toBeGreaterThanOrEqual(FAILURES);
+    expect(w.states.next_attempt_at, `${k}: API next_attempt_at`).toBeTruthy();
+    expect(w.health.status, `${k}: API health`).toBe("error");
+  }
+  const w410 = await get("410");
+  expect(w410.active).toBe(false);
+  expect(w410.states.state).toBe("stop");
+  expect(w410.disabled_reason).toMatch(/410 Gone/);
+  const healthyMeanwhile = world.webhooks.slice(KINDS.length).map((w) => world.receiver.delivered(w.id).length);
+  expect(healthyMeanwhile.every((n) => n > 0), `healthy webhooks delivered while the others failed: ${JSON.stringify(healthyMeanwhile)}`).toBe(true);
+
+  // Recovery: every receiver answers, the refused port opens, the TLS webhook moves to a valid
+  // URL, the 410 one is re-enabled (SetActive resumes from its pending batch).
+  recovered = true;
+  const recoveredAt = Date.now();
+  await world.receiver.listen({ port: refusedPort });
+  expect((await world.call("/v1/shop.Webhook/UpdateWebhook", { id: idOf("tls"), url: world.receiver.url })).status).toBe(200);
+  expect((await world.call("/v1/shop.Webhook/SetActive", { id: idOf("410"), active: true })).status).toBe(200);
+  await until("every failing webhook to deliver after recovery", () => KINDS.every((k) => world.receiver.delivered(idOf(k)).some((a) => a.start >= recoveredAt)), { timeoutMs: 60_000, intervalMs: 100 });
+  const recoveredIn = Object.fromEntries(KINDS.map((k) => [k, world.receiver.delivered(idOf(k)).find((a) => a.start >= recoveredAt)!.start - recoveredAt]));
+  await world.deliveriesGo(1, "deliveries to every webhook after recovery");
+  await world.stopWriters();
+  const result = await world.verify();
+  for (const k of KINDS) {
+    const w = await get(k);
+    expect(w.states.state, `${k}: state after recovery`).toBe("ok");
+    expect(w.active, `${k}: active after recovery`).toBe(true);
+  }
+  console.log(
+    `receivers: ${world.acknowledged} writes; ${FAILURES} failures each, delays ${JSON.stringify(Object.fromEntries(RETRYING.map((k) => [k, [...failures.get(k)!.values()].slice(0, FAILURES).map((f) => f.next! - f.sentAt)])))} ms; first delivery after recovery ${JSON.stringify(recoveredIn)} ms; ${result.changes} changes delivered in ${result.requests} requests (${result.attempts} attempts), ${result.resent} re-sent`,
+  );
+  await world.stop();
 });
