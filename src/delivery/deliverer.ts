@@ -172,6 +172,11 @@ export class Deliverer {
         if (!(await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq, version: batch.version }))) return;
       }
       for (let n = 1; ; n++) {
+        // The next batch is read while this one is in flight (it is used only after a 2xx), and
+        // fixed in the statement that records this one.
+        const more = n < BATCHES_PER_TURN && !this.stopping;
+        const ahead = more ? this.cut(w, batch.endXid, batch.endSeq) : undefined;
+        ahead?.catch(() => undefined); // awaited below, or dropped with a failed batch
         const result = await this.send(w, batch, fenced);
         if (!result) return; // fenced off: another sender has the webhook now
         if (!result.ok) {
@@ -179,9 +184,7 @@ export class Deliverer {
           released = true; // batchFailed released the lease
           return;
         }
-        // Read and fix the next batch before recording this one: one statement records both.
-        const more = n < BATCHES_PER_TURN && !this.stopping;
-        const next: { batch?: Batch; skip?: [string, string] } = more ? await this.cut(w, batch.endXid, batch.endSeq) : {};
+        const next: { batch?: Batch; skip?: [string, string] } = (await ahead) ?? {};
         const renewing = performance.now();
         const row = await this.store.delivered.call({ id: w.id, sentAt: this.deps.clock.now(), next: next.batch, skip: next.skip });
         if (!row) return; // lease lost (deleted, recovered, or taken over after a stall): stop quietly
