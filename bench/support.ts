@@ -4,6 +4,7 @@
  * Benchmarks print figures; they assert nothing.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -14,6 +15,7 @@ import { request } from "undici";
 import { type App, startApp } from "../src/app.ts";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
 import { type Config, loadConfig } from "../src/config.ts";
+import { SERVE_NODE_FLAGS } from "../bin/node-flags.js";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { createLogger } from "../src/logger.ts";
 
@@ -66,9 +68,50 @@ export async function benchApp(dbUrl: string, overrides: Partial<Config> = {}): 
   return startApp(config, createLogger((process.env.BENCH_LOG as "info") ?? "warn"));
 }
 
-export async function benchShop(app: App, name = "bench"): Promise<{ id: string; key: string }> {
+export async function benchShop(app: { pool: pg.Pool }, name = "bench"): Promise<{ id: string; key: string }> {
   const shop = await createShop(app.pool, name);
   return { id: shop.id, key: (await createApiKey(app.pool, shop.id)).key };
+}
+
+export interface BenchService {
+  url: string;
+  /** CPU time (user + system) the service process has used so far, in ms (from /proc). */
+  cpuMs(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `shophook serve` in its own process, as deployed, so load generators in the bench process do
+ * not share its event loop. Migrates `dbUrl` first (serve does); `env` adds SHOPHOOK_* settings.
+ */
+export async function benchService(dbUrl: string, env: Record<string, string> = {}): Promise<BenchService> {
+  const proc = spawn(process.execPath, [...SERVE_NODE_FLAGS, path.join(import.meta.dirname, "..", "src", "cli", "main.ts"), "serve"], {
+    env: { ...process.env, DATABASE_URL: dbUrl, PORT: "0", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url: string = await new Promise((resolve, reject) => {
+    proc.once("exit", (code) => reject(new Error(`shophook serve exited (${code}) before listening`)));
+    readline.createInterface({ input: proc.stdout! }).on("line", (l) => {
+      try {
+        const entry = JSON.parse(l) as { msg?: string; url?: string };
+        if (entry.msg === "listening") resolve(entry.url!);
+      } catch {
+        /* not a log line */
+      }
+    });
+  });
+  return {
+    url,
+    cpuMs: () => {
+      const fields = readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ = 100
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        proc.once("exit", () => resolve());
+        proc.kill("SIGTERM");
+      }),
+  };
 }
 
 export interface BenchReceiver {
