@@ -70,7 +70,10 @@ describe("which requests take it", () => {
       interceptors: [],
       jsonOptions: { useProtoFieldName: true },
       readMaxBytes: 1024,
-      tooLarge: (res) => res.writeHead(413).end(),
+      tooLarge: (res) => {
+        res.writeHead(413);
+        res.end();
+      },
     });
     // Whatever the direct path leaves answers 599 here.
     const server = http.createServer((req, res) => {
