@@ -1,10 +1,11 @@
 /** Structured JSON logs (pino) to stdout. */
-import { pino, type Logger } from "pino";
+import { type DestinationStream, pino, type Logger } from "pino";
 
 export type { Logger };
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** JSON lines at `level` and above, to stdout or to `destination` (tests read their lines back). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service: "shophook" },
     timestamp: pino.stdTimeFunctions.isoTime,
@@ -17,7 +18,8 @@ export function createLogger(level: string): Logger {
         return s;
       },
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /**

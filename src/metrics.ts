@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics (prom-client), one registry per app. Counters and histograms are updated
  * where things happen (RPCs, delivery attempts); gauges about the backlog and the feed are read
- * from the database at scrape time.
+ * from the database at scrape time. Feed lag is two of them: shophook_feed_stall_seconds (how
+ * far the feed's horizon trails commits) and shophook_oldest_undelivered_change_seconds (how far
+ * each webhook state trails writes).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Pool } from "./db/pool.ts";
@@ -48,20 +50,32 @@ export class Metrics {
           const labels = { state: r.state, active: String(r.active) };
           webhooks.set(labels, r.webhooks);
           pending.set(labels, Number(r.pending));
-          oldest.set(labels, Number(r.oldest_seconds ?? 0));
+          // Clamped: a change stamped by an application clock ahead of the database's is not "from the future".
+          oldest.set(labels, Math.max(0, Number(r.oldest_seconds ?? 0)));
         }
       })().finally(() => setTimeout(() => (reading = undefined), 0)));
     const labelNames = ["state", "active"] as const;
     const webhooks = new Gauge({ name: "shophook_webhooks", help: "Webhooks by delivery state and activity.", labelNames, registers, collect });
     const pending = new Gauge({ name: "shophook_undelivered_changes", help: "Changes not yet delivered, by webhook state (counted up to 100,000 per webhook).", labelNames, registers, collect });
-    const oldest = new Gauge({ name: "shophook_oldest_undelivered_change_seconds", help: "Age of the oldest undelivered change, by webhook state.", labelNames, registers, collect });
+    const oldest = new Gauge({
+      name: "shophook_oldest_undelivered_change_seconds",
+      help: "Age of the oldest committed change not yet delivered, by webhook state: how far webhooks trail writes (changes a stalled feed holds back included).",
+      labelNames,
+      registers,
+      collect,
+    });
+    // Feed lag for pollers: a change is served once every transaction that started before it has
+    // ended (docs/change-feed.md), so the oldest open writer bounds the lag, and equals it while
+    // writes keep coming. Measuring the lag itself would scan every shop's recent changes at each
+    // scrape; this is one row of pg_stat_activity.
     new Gauge({
       name: "shophook_feed_stall_seconds",
-      help: "Age of the oldest open transaction that has written: the feed serves nothing committed after it started until it ends (0: none open).",
+      help: "Age of the oldest open transaction that has written (cluster-wide): List*, GetChanges and webhooks serve nothing committed after it started until it ends, so this bounds the feed lag (0: none open).",
       registers,
       async collect() {
         const { rows } = await pool.query<{ seconds: number }>(oldestWriter());
-        this.set(Number(rows[0]?.seconds ?? 0));
+        // Clamped: a transaction that began after this statement's now() reads as slightly negative.
+        this.set(Math.max(0, Number(rows[0]?.seconds ?? 0)));
       },
     });
   }

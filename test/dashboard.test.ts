@@ -16,8 +16,10 @@ import { type Receiver, startReceiver } from "./support/receiver.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const HAS_CHROMIUM = existsSync(CHROMIUM);
+/** On a bare laptop a missing Chromium skips the browser test; in CI (CI set, and not to false or 0) it fails it. */
+const IN_CI = !["", "false", "0"].includes(process.env.CI ?? "");
 const ARTIFACTS = fileURLToPath(new URL("../.artifacts/", import.meta.url));
-if (!HAS_CHROMIUM) console.warn(`dashboard: ${CHROMIUM} not found, skipping the browser test; install it with: apt-get install -y chromium`);
+if (!HAS_CHROMIUM && !IN_CI) console.warn(`dashboard: ${CHROMIUM} not found, skipping the browser test; install it with: apt-get install -y chromium`);
 
 const t = useApp({ webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], sweepIntervalMs: 200 });
 let receiver: Receiver | undefined;
@@ -111,7 +113,8 @@ describe("files", () => {
 });
 
 describe("in the browser", () => {
-  it.skipIf(!HAS_CHROMIUM)(`a failing webhook shows red, Retry turns it green (needs ${CHROMIUM}: apt-get install -y chromium)`, { timeout: 60_000 }, async () => {
+  it.skipIf(!HAS_CHROMIUM && !IN_CI)(`a failing webhook shows red, Retry turns it green (needs ${CHROMIUM}: apt-get install -y chromium)`, { timeout: 60_000 }, async () => {
+    expect(HAS_CHROMIUM, `CI is set and ${CHROMIUM} is missing: the browser test must run in CI (apt-get install -y chromium)`).toBe(true);
     const shop = await t.shop("Dashboard shop");
     receiver = await startReceiver(() => ({ status: 500, body: "receiver down for maintenance" }));
     const wh = await shop.client(Webhook).createWebhook({ url: receiver.url, entities: ["customer"], description: "CRM sync" });
@@ -148,6 +151,28 @@ describe("in the browser", () => {
     expect(await badge.evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).backgroundColor)).toBe("rgb(207, 34, 46)"); // red
     await card.locator("[data-testid=delivery][data-status=failed]").first().waitFor();
     expect(await card.getByTestId("last-error").textContent()).toContain("500");
+
+    // Health: error, in red (no attempt of the last 24 h succeeded).
+    const health = card.getByTestId("health");
+    await expect.poll(() => health.innerText()).toMatch(/^error$/i);
+    expect(await health.evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).color)).toBe("rgb(207, 34, 46)"); // red
+    expect(await card.getByText(/% success over 24 h/).textContent()).toContain("0% success over 24 h");
+
+    // The success-rate chart: one bar per day for 14 days; the day of the attempt drawn all red.
+    const chart = card.getByTestId("chart");
+    const days = chart.getByTestId("chart-day");
+    const attempted = () =>
+      days.evaluateAll((els) =>
+        els.filter((e) => e.getAttribute("data-total") !== "0").map((e) => ({ total: Number(e.getAttribute("data-total")), success: Number(e.getAttribute("data-success")) })),
+      );
+    await expect.poll(attempted).toEqual([{ total: 1, success: 0 }]);
+    expect(await days.count()).toBe(14);
+    const bar = chart.locator("[data-testid=chart-day]:not([data-total='0'])");
+    expect(await bar.locator("rect.bar-failed").getAttribute("height")).toBe("64");
+    expect(await bar.locator("rect.bar-success").getAttribute("height")).toBe("0");
+    expect(await bar.locator("rect.bar-failed").evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).fill)).toBe("rgb(207, 34, 46)");
+    expect(await chart.locator("svg").getAttribute("aria-label")).toMatch(/: 0% of 1$/);
+    expect(await chart.locator("figcaption").innerText()).toContain("1 attempt, 0% success");
     await mkdir(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${ARTIFACTS}dashboard-failing.png`, fullPage: true });
 
@@ -159,6 +184,15 @@ describe("in the browser", () => {
     const deliveries = () =>
       card.getByTestId("delivery").evaluateAll((els) => els.map((e) => `${e.getAttribute("data-status")} ${e.querySelector("[data-testid=delivery-status]")!.textContent}`));
     await expect.poll(deliveries).toEqual(["success 200", "failed 500"]); // newest first
+
+    // Half the attempts succeeded now: health is no longer error but warning (amber), and the
+    // chart's bar is half green.
+    await expect.poll(() => health.innerText()).toMatch(/^warning$/i);
+    expect(await health.evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).color)).toBe("rgb(154, 103, 0)"); // amber
+    await expect.poll(attempted).toEqual([{ total: 2, success: 1 }]);
+    expect(await bar.locator("rect.bar-success").getAttribute("height")).toBe("32");
+    expect(await bar.locator("rect.bar-success").evaluate((el) => el.ownerDocument.defaultView!.getComputedStyle(el).fill)).toBe("rgb(26, 127, 55)");
+    expect(await chart.locator("figcaption").innerText()).toContain("2 attempts, 50% success");
     const failed = card.locator("[data-testid=delivery][data-status=failed]");
     await failed.locator("summary").click();
     const detail = await failed.getByTestId("delivery-detail").innerText();

@@ -17,13 +17,24 @@ export const permissionDenied = (message: string) => new ConnectError(message, C
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 /**
+ * The request id of a call: the client's `x-request-id` when sane (1 to 100 of `A-Za-z0-9._:-`,
+ * so it is safe in logs and headers), else a new UUID. Exported for the HTTP layer, which could
+ * give one to requests refused before Connect's interceptors run.
+ */
+export function requestIdFor(given: string | null | undefined): string {
+  return given && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
  * Outermost interceptor: gives each call a request id (the client's `x-request-id` when sane),
- * logs the call, and turns unexpected errors into a bare `internal`.
+ * answers it in the `x-request-id` response header (an error's: in its metadata, which gRPC
+ * sends as trailers), logs the call with it (successes at debug: an info line per RPC at
+ * thousands per second would drown the log; failures at info, internal errors at error with
+ * their cause), and turns unexpected errors into a bare `internal`.
  */
 export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
   return (next) => async (req) => {
-    const given = req.header.get("x-request-id");
-    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    const requestId = requestIdFor(req.header.get("x-request-id"));
     const started = performance.now();
     const rpc = `${req.service.typeName}/${req.method.name}`;
     const observe = (code: string) => {

@@ -2,12 +2,14 @@
  * `shophook` command line: serve, migrate, and shop/key administration against the configured
  * database (DATABASE_URL, or the embedded PostgreSQL).
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { type App, startApp } from "../app.ts";
 import { createApiKey, createShop, revokeApiKey } from "../auth/api-keys.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { openDatabase, type Database } from "../db/database.ts";
-import { migrate } from "../db/migrate.ts";
+import { loadMigrations, migrate } from "../db/migrate.ts";
 import * as sql from "../db/sql/shops.ts";
 import { createLogger } from "../logger.ts";
 import { listen } from "./listen.ts";
@@ -26,12 +28,22 @@ interface Command {
 const out = (line: string) => process.stdout.write(line + "\n");
 const json = (v: unknown) => out(JSON.stringify(v, null, 2));
 
-/** Opens the database quietly (CLI output stays readable), migrates it, runs `fn`, closes it. */
-async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+const progress = (line: string) => process.stderr.write(line + "\n");
+
+/**
+ * Opens the database quietly (CLI output stays readable), migrates it unless told not to, runs
+ * `fn`, closes it. Without DATABASE_URL it says on stderr that the embedded PostgreSQL is
+ * starting: a first start runs initdb, seconds of silence otherwise.
+ */
+async function withDb<T>(fn: (db: Database) => Promise<T>, opts: { migrate?: boolean } = {}): Promise<T> {
   const config = loadConfig();
+  if (!config.databaseUrl) {
+    const first = !existsSync(path.join(config.embeddedDataDir, "PG_VERSION"));
+    progress(`starting the embedded PostgreSQL in ${config.embeddedDataDir}${first ? " (first start: initdb, a few seconds)" : ""}…`);
+  }
   const db = await openDatabase(config, createLogger(process.env.LOG_LEVEL ?? "warn"));
   try {
-    await migrate(db.pool);
+    if (opts.migrate ?? true) await migrate(db.pool);
     return await fn(db);
   } finally {
     await db.close();
@@ -106,8 +118,15 @@ const commands: Record<string, Command> = {
     usage: "shophook migrate",
     summary: "Apply pending database migrations and exit (serve also does this at start).",
     async run() {
-      const applied = await withDb((db) => migrate(db.pool));
-      out(applied.length ? `applied migrations ${applied.join(", ")}` : "database is up to date");
+      const applied = await withDb((db) => migrate(db.pool), { migrate: false });
+      const migrations = await loadMigrations();
+      const label = (version: number) => {
+        const m = migrations.find((x) => x.version === version);
+        return `${String(version).padStart(4, "0")}_${m?.name ?? "?"}`;
+      };
+      if (!applied.length) return out(`nothing to apply: the database is up to date (latest migration ${label(Math.max(0, ...migrations.map((m) => m.version)))})`);
+      for (const v of applied) out(`applied ${label(v)}`);
+      out(`${applied.length} migration${applied.length === 1 ? "" : "s"} applied`);
     },
   },
   "shop create": {

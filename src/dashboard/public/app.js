@@ -129,9 +129,11 @@ function Chart({ stats }) {
       aria-label=${`Success rate per day, last ${CHART_DAYS} days. ${label || "No attempts."}`}>
       ${days.map((d, i) => {
         const x = i * (W + GAP);
-        if (!d.total) return html`<rect key=${d.day} x=${x} y=${H - 2} width=${W} height="2" class="bar-none"><title>${d.day}: no attempts</title></rect>`;
+        // data-* carry each day's figures, for tests and for anyone reading the DOM.
+        const data = { "data-testid": "chart-day", "data-day": d.day, "data-total": d.total, "data-success": d.success };
+        if (!d.total) return html`<rect key=${d.day} ...${data} x=${x} y=${H - 2} width=${W} height="2" class="bar-none"><title>${d.day}: no attempts</title></rect>`;
         const ok = Math.round((d.success / d.total) * H);
-        return html`<g key=${d.day}>
+        return html`<g key=${d.day} ...${data}>
           <title>${`${d.day}: ${d.success} of ${d.total} succeeded (${pct(d.success / d.total)})`}</title>
           <rect x=${x} y="0" width=${W} height=${H - ok} class="bar-failed" />
           <rect x=${x} y=${H - ok} width=${W} height=${ok} class="bar-success" />
