@@ -132,7 +132,7 @@ describe("bad requests", () => {
       ["wrong content type", () => raw({ body: "{}", headers: { "content-type": "text/plain" } }), 415, /content-type/],
       ["no content type", () => fetch(rpc, { method: "POST", headers: auth, body: new Uint8Array([123, 125]) }).then(async (r) => ({ status: r.status, text: await r.text() })), 415, /content-type/],
       ["xml content type", () => raw({ body: "<a/>", headers: { "content-type": "application/xml" } }), 415, /content-type/],
-      ["oversized body", () => raw({ body: JSON.stringify({ name: "x".repeat(200 * 1024) }), url: `${t.app.url}/v1/shop.ApiKey/CreateApiKey` }), 429, /resource_exhausted/],
+      ["oversized body", () => raw({ body: JSON.stringify({ name: "x".repeat(200 * 1024) }), url: `${t.app.url}/v1/shop.ApiKey/CreateApiKey` }), 413, /resource_exhausted/],
       ["unknown method", () => raw({ body: "{}", url: `${t.app.url}/v1/shop.ApiKey/Nope` }), 404, /unimplemented/],
       ["unknown service", () => raw({ body: "{}", url: `${t.app.url}/v1/shop.Nope/Nope` }), 404, /unimplemented/],
       ["path outside the API", () => raw({ body: "{}", url: `${t.app.url}/v1/../../etc/passwd` }), 404],

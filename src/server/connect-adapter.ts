@@ -25,14 +25,18 @@ export interface ConnectAdapterOptions extends ConnectRouterOptions {
 
 /** Messages of connect-es `internal` errors that are really about the client's request. */
 const CLIENT_FAULT = /^(parse binary:|decompression failed|received compressed envelope, but do not know how to decompress)/;
+/** connect-es's `unimplemented` for a unary gRPC call that sent no message, or two: a malformed request. */
+const MESSAGE_COUNT_FAULT = /^protocol error: (missing input message|received extra input message) for unary method/;
 const GRPC_INTERNAL = "13";
+const GRPC_UNIMPLEMENTED = "12";
 const GRPC_INVALID_ARGUMENT = "3";
 
-/** Rewrites connect-es's `internal` for a request the client got wrong to `invalid_argument`. */
+/** Rewrites connect-es's `internal` or `unimplemented` for a request the client got wrong to `invalid_argument`. */
 function grpcTrailerFix(h: Headers | undefined) {
-  if (h?.get("grpc-status") !== GRPC_INTERNAL) return;
-  const msg = decodeURIComponent(h.get("grpc-message") ?? "");
-  if (CLIENT_FAULT.test(msg)) h.set("grpc-status", GRPC_INVALID_ARGUMENT);
+  const status = h?.get("grpc-status");
+  if (status !== GRPC_INTERNAL && status !== GRPC_UNIMPLEMENTED) return;
+  const msg = decodeURIComponent(h!.get("grpc-message") ?? "");
+  if ((status === GRPC_INTERNAL && CLIENT_FAULT.test(msg)) || (status === GRPC_UNIMPLEMENTED && MESSAGE_COUNT_FAULT.test(msg))) h!.set("grpc-status", GRPC_INVALID_ARGUMENT);
 }
 
 async function* oneChunk(b: Uint8Array) {
@@ -55,7 +59,7 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
       })(),
     };
   }
-  if ((res.status === 500 || res.status === 501) && type.startsWith("application/json") && res.body) {
+  if ((res.status === 500 || res.status === 501 || res.status === 429) && type.startsWith("application/json") && res.body) {
     const chunks: Uint8Array[] = [];
     for await (const c of res.body) chunks.push(c);
     let text = Buffer.concat(chunks).toString();
@@ -67,6 +71,9 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
     } else if (err.code === "unimplemented" && /compression/.test(err.message ?? "")) {
       // An unknown Content-Encoding is the client's to fix: HTTP's answer is 415.
       status = 415;
+    } else if (err.code === "resource_exhausted" && /readMaxBytes/.test(err.message ?? "")) {
+      // A body over the limit once decompressed: 413, as one over it on the wire (429 says "retry later").
+      status = 413;
     }
     res.header?.delete("content-length");
     return { ...res, status, body: oneChunk(Buffer.from(text)) };

@@ -2,8 +2,10 @@
  * The request handler behind the one port: health probes, then Connect (JSON over HTTP/1.1,
  * gRPC, gRPC-Web) at both `/v1/shop.<Service>/<Method>` (eTop's paths) and `/shop.<Service>/<Method>`.
  */
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
+import type { ServerHttp2Stream } from "node:http2";
 import type { Logger } from "../logger.ts";
+import { requestIdFor } from "../api/errors.ts";
 import { connectAdapter } from "./connect-adapter.ts";
 import type { NodeServerRequest, NodeServerResponse, RequestHandler } from "./one-port.ts";
 
@@ -19,6 +21,8 @@ export interface HttpHandlerOptions {
 }
 
 const RPC_CONTENT_TYPE = /^application\/(json|proto|connect\+(json|proto)|grpc(-web)?(\+(json|proto))?)\s*(;|$)/i;
+/** gRPC and gRPC-Web: a body over the limit is answered by Connect, as a gRPC status. */
+const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 
 export function sendJson(res: NodeServerResponse, status: number, body: unknown) {
   const text = JSON.stringify(body);
@@ -28,22 +32,79 @@ export function sendJson(res: NodeServerResponse, status: number, body: unknown)
   res.end(text);
 }
 
+/**
+ * 413 for a body over the limit. Connect says resource_exhausted with HTTP 429, which tells a
+ * client to retry later; a body that is too large fails the same way every time. What is left of
+ * the body is read and dropped (bounded by the server's request timeout), so an HTTP/1.1 client
+ * still writing it gets the answer rather than a reset, and its connection stays usable.
+ */
+function bodyTooLarge(res: NodeServerResponse, limit: number) {
+  sendJson(res, 413, tooLargeError(limit));
+}
+
+const tooLargeError = (limit: number) => ({ code: "resource_exhausted", message: `request body larger than ${limit} bytes` });
+
+/** The body, or undefined as soon as it runs over `limit` bytes (the rest is then discarded). */
+function readBody(req: NodeServerRequest, limit: number): Promise<Buffer[] | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const settle = (result: Buffer[] | undefined, err?: Error) => {
+      if (settled) return;
+      settled = true;
+      req.off("data", onData);
+      if (err) reject(err);
+      else resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      settle(undefined);
+      req.resume(); // flowing with no listener: the rest is dropped
+    };
+    req.on("data", onData);
+    req.once("end", () => settle(chunks));
+    req.once("error", (err: Error) => settle(undefined, err));
+    req.once("close", () => settle(undefined, new Error("request closed before its body ended")));
+  });
+}
+
+function readAndDrop(stream: ServerHttp2Stream) {
+  while (stream.read() !== null);
+}
+
 export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
+  const limit = opts.bodyLimitBytes;
   const notFound = (req: NodeServerRequest, res: NodeServerResponse) =>
     sendJson(res, 404, { code: "unimplemented", message: `no such RPC: ${req.method} ${(req.url ?? "").slice(0, 200)}` });
   const handler = connectAdapter({
     routes: opts.routes,
     interceptors: opts.interceptors,
-    readMaxBytes: opts.bodyLimitBytes,
+    readMaxBytes: limit,
     // eTop's JSON: snake_case field names; empty lists and zero values present rather than absent;
     // unknown fields refused, so a typo'd field name is an error instead of being ignored.
-    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false },
+    // Invalid UTF-8 is refused (invalid_argument), not read as U+FFFD into stored text.
+    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) } as ConnectRouterOptions["jsonOptions"],
     prefixes: ["/v1", ""],
     fallback: notFound,
+    tooLarge: (res) => bodyTooLarge(res, limit),
     log: opts.log,
   });
 
   return (req, res) => {
+    // An answer can go out before the request body is read (refused early, over the limit).
+    // HTTP/1.1 then reads and drops the rest. An HTTP/2 stream whose body is left unread never
+    // closes: Connect destroys the request it stopped reading, which leaves the stream paused, in
+    // flight until the session ends (and a graceful shutdown waits for it). Once the answer is
+    // written, read and drop the rest here. (Ending the stream with RST_STREAM instead loses the
+    // trailers still queued: the gRPC status.)
+    if ("stream" in res) {
+      const stream = res.stream;
+      stream.once("finish", () => {
+        if (!stream.readableEnded) stream.on("readable", () => readAndDrop(stream));
+      });
+    }
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
@@ -54,14 +115,44 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
       return;
     }
     if (opts.extra?.(req, res)) return;
+    // Every RPC answer carries a request id, also one refused before any interceptor runs (wrong
+    // content type, too large, unparseable); the edge interceptor takes this one over.
+    // (gRPC and gRPC-Web carry it in the status trailers the interceptor fills.)
+    const requestId = requestIdFor(req.headers["x-request-id"] as string | undefined);
+    req.headers["x-request-id"] = requestId;
+    if (!GRPC_CONTENT_TYPE.test(req.headers["content-type"] ?? "")) res.setHeader("x-request-id", requestId);
+    const refuse = (status: number, body: { code: string; message: string }) => {
+      opts.log.info({ requestId, path: path?.slice(0, 200), status, code: body.code, error: body.message }, "request refused");
+      sendJson(res, status, body);
+    };
+    if (req.method !== "POST") return handler(req, res);
     // Connect answers an unknown content type with a bare 415; say what is accepted instead.
     const type = req.headers["content-type"];
-    if (req.method === "POST" && !(type && RPC_CONTENT_TYPE.test(type))) {
-      return sendJson(res, 415, {
+    if (!(type && RPC_CONTENT_TYPE.test(type))) {
+      return refuse(415, {
         code: "invalid_argument",
         message: `content-type: expected application/json (or application/proto, application/grpc, application/grpc-web), got ${type ? `"${type.slice(0, 100)}"` : "none"}`,
       });
     }
-    handler(req, res);
+    if (GRPC_CONTENT_TYPE.test(type)) return handler(req, res);
+    // Connect unary (JSON or binary): Connect reads the whole body before the call anyway, so
+    // its size can be checked first: from Content-Length, or by reading a chunked body here.
+    const length = req.headers["content-length"];
+    const tooLarge = () => refuse(413, tooLargeError(limit));
+    if (length !== undefined) return Number(length) > limit ? tooLarge() : handler(req, res);
+    readBody(req, limit).then(
+      (chunks) => {
+        if (!chunks) return tooLarge();
+        // Connect reads the request as an async iterable: hand it the chunks already read.
+        Object.defineProperty(req, Symbol.asyncIterator, {
+          value: async function* () {
+            yield* chunks;
+          },
+        });
+        handler(req, res);
+      },
+      // The client went away mid-body: nothing to answer.
+      () => res.destroy(),
+    );
   };
 }

@@ -119,9 +119,9 @@ export function unaryJson(opts: UnaryJsonOptions): (req: NodeServerRequest, res:
 
   async function respond(route: Route, req: NodeServerRequest, res: NodeServerResponse, body: Buffer) {
     const { spec, serialization } = route;
+    // From req.headers (not rawHeaders): the HTTP handler may have settled x-request-id there.
     const requestHeader = new Headers();
-    const raw = req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i]![0] !== ":") requestHeader.append(raw[i]!, raw[i + 1]!);
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k[0] !== ":") requestHeader.set(k, Array.isArray(v) ? v.join(", ") : v);
     const context: HandlerContext = {
       method: spec.method,
       service: spec.method.parent,

@@ -1,37 +1,72 @@
-/** Hostile input at full size: 10,000+ malformed requests over JSON and gRPC, and cross-shop probes. */
+/**
+ * Hostile input at full size: the round-robin of defective requests over JSON and gRPC, five
+ * times over every (RPC, transport, kind) (10,000+ requests), in five slices with a full GC and
+ * a memory reading after each; then the cross-shop probes.
+ */
 import { afterAll, expect, it } from "vitest";
 import { createTestDatabase, dropTestDatabase } from "../support/db.ts";
-import { runFuzz } from "../support/fuzz-run.ts";
+import { CYCLE, KINDS, RPCS, tripleKey } from "../support/fuzz.ts";
+import { inspectorMemory, runFuzz } from "../support/fuzz-run.ts";
 import { startService } from "../support/process.ts";
 import { rounds } from "./harness.ts";
 
+const BODY_LIMIT = 65536;
+const SLICES = 5;
 const dbs: string[] = [];
 afterAll(async () => {
   for (const d of dbs) await dropTestDatabase(d);
 });
 
-it.each(rounds())("round %i: 10,000 malformed requests, all refused as the client's fault; no leak; memory bounded", async (round) => {
+const mb = (kb: number | undefined) => (kb === undefined ? "?" : (kb / 1024).toFixed(1));
+
+it.each(rounds())("round %i: 10,000+ defective requests, each refused as its kind must be; every RPC x transport x kind 5 times; no leak; memory flat", async (round) => {
   const db = await createTestDatabase();
   dbs.push(db);
-  const svc = await startService({ DATABASE_URL: db, SHOPHOOK_BODY_LIMIT_BYTES: "65536", SHOPHOOK_WEBHOOK_ALLOW_HTTP: "true", SHOPHOOK_WEBHOOK_ALLOW_PRIVATE: "127.0.0.1" });
+  // The inspector (loopback, random port) lets the test force a full GC in the service before
+  // each reading, so a growing heap is a leak and not garbage not yet collected.
+  const svc = await startService({
+    DATABASE_URL: db,
+    SHOPHOOK_BODY_LIMIT_BYTES: String(BODY_LIMIT),
+    SHOPHOOK_WEBHOOK_ALLOW_HTTP: "true",
+    SHOPHOOK_WEBHOOK_ALLOW_PRIVATE: "127.0.0.1",
+    NODE_OPTIONS: "--inspect=127.0.0.1:0",
+  });
+  const inspector = await inspectorMemory(svc);
   try {
-    // Two halves: the second must not grow memory like the first did (V8 keeps its heap's
-    // high-water mark; a leak would keep growing).
-    const half = Number(process.env.FUZZ_COUNT ?? 10_000) / 2;
-    const rss: number[] = [];
-    for (const part of [1, 2]) {
-      const seed = 1000 * round + 10 * part + (Date.now() % 10);
-      const report = await runFuzz(svc, db, half, seed);
-      console.log(`fuzz (seed ${seed}): ${report.sent} requests ${JSON.stringify(report.byResult)}; RSS ${report.rssBeforeKb} -> ${report.rssAfterKb} kB; ${report.probes} probes`);
-      expect(report.failures, `seed ${seed}`).toEqual([]);
-      expect(report.sent).toBe(half);
-      expect(report.leaks).toEqual([]);
-      rss.push(report.rssAfterKb);
-      expect(svc.child.exitCode).toBeNull();
-    }
-    expect(rss[1]!, "RSS after the second half").toBeLessThan(512 * 1024);
-    expect(rss[1]! - rss[0]!, "growth during the second half (kB)").toBeLessThan(96 * 1024);
+    // Whole rounds of the round-robin per slice: every triple is hit once per round.
+    const perSlice = Math.ceil(Number(process.env.FUZZ_COUNT ?? 10_000) / SLICES / CYCLE) * CYCLE;
+    const seed = Number(process.env.FUZZ_SEED ?? 1000 * round + (Date.now() % 1000));
+    const report = await runFuzz(svc, db, { seed, slices: SLICES, perSlice, bodyLimit: BODY_LIMIT, measure: inspector.measure });
+    console.log(`fuzz (seed ${seed}): controls ${JSON.stringify(report.controls)}; ${report.sent} requests ${JSON.stringify(report.byResult)}`);
+    console.log(`by kind: ${JSON.stringify(report.byKind)}`);
+    const m = report.memoryBefore;
+    console.log(`memory after GC, before: RSS ${mb(m.rssKb)} MB, heap ${mb(m.heapUsedKb)} MB, external ${mb(m.externalKb)} MB`);
+    for (const [i, s] of report.slices.entries())
+      console.log(`  slice ${i + 1}: ${s.sent} requests in ${s.ms} ms; RSS ${mb(s.memory.rssKb)} MB, heap ${mb(s.memory.heapUsedKb)} MB, external ${mb(s.memory.externalKb)} MB`);
+    console.log(`${report.tablesCounted} tables counted; ${report.probes} cross-shop probes ${JSON.stringify(report.probeResults)}`);
+    if (report.failures.length) console.log(JSON.stringify(report.failures, null, 1));
+
+    expect(report.controlFailures, "valid calls").toEqual([]);
+    expect(report.failures, `seed ${seed}`).toEqual([]);
+    expect(report.sent).toBe(SLICES * perSlice);
+    expect(report.sent).toBeGreaterThanOrEqual(10_000);
+    const times = SLICES * (perSlice / CYCLE);
+    const off = RPCS.flatMap((r) => KINDS.map((k) => tripleKey(r.path, k.transport, k.name))).filter((t) => report.coverage[t] !== times);
+    expect(off, `(RPC, transport, kind) not hit exactly ${times} times`).toEqual([]);
+    expect(report.dbChanges, "tables changed by the requests").toEqual([]);
+    expect(report.leaks).toEqual([]);
+    expect(report.victimChanges, "the victim's state").toEqual([]);
+    expect(svc.child.exitCode).toBeNull();
+
+    // Memory: after a full GC, the last three slices (6,000+ requests) must not grow it. (An
+    // HTTP/2 stream left open by each oversized gRPC request grew RSS by 7.5 MB a slice.)
+    const last = report.slices.slice(-4).map((s) => s.memory);
+    expect(last[3]!.rssKb, "RSS after the last slice (kB)").toBeLessThan(512 * 1024);
+    expect(last[3]!.rssKb - last[0]!.rssKb, "RSS growth over the last 3 slices (kB)").toBeLessThan(16 * 1024);
+    expect(last[3]!.heapUsedKb! - last[0]!.heapUsedKb!, "heap growth over the last 3 slices (kB)").toBeLessThan(4 * 1024);
+    expect(last[3]!.externalKb! - last[0]!.externalKb!, "growth of buffers outside the heap over the last 3 slices (kB)").toBeLessThan(4 * 1024);
   } finally {
+    inspector.close();
     svc.child.kill("SIGTERM");
     await svc.exited;
   }
