@@ -301,6 +301,9 @@ describe("retention", () => {
     expect((await t.app.boss.getSchedules()).map((s: { name: string }) => s.name)).toContain(PRUNE_QUEUE);
     await t.app.boss.send(PRUNE_QUEUE, {});
     await expect.poll(async () => (await t.app.pool.query("SELECT count(*)::int AS n FROM changes WHERE shop_id = $1 AND entity_id = $2", [shop.id, old.id])).rows[0].n, { timeout: 15_000 }).toBe(0);
+    // The job goes on with tombstones and history: wait until it has finished.
+    const running = "SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state IN ('created', 'retry', 'active')";
+    await expect.poll(async () => (await t.app.pool.query(running, [PRUNE_QUEUE])).rows[0].n, { timeout: 15_000 }).toBe(0);
     const { rows } = await t.app.pool.query("SELECT id FROM products WHERE shop_id = $1", [shop.id]);
     expect(rows.map((r) => r.id)).toEqual([fresh.id]);
     const left = await shop.post("/v1/shop.History/GetChanges", {});
