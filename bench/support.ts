@@ -73,6 +73,20 @@ export async function benchShop(app: { pool: pg.Pool }, name = "bench"): Promise
   return { id: shop.id, key: (await createApiKey(app.pool, shop.id)).key };
 }
 
+/** CPU time (ms) all cores have been busy so far (user, system, irq, steal...: everything but idle and iowait), from /proc/stat. */
+export function machineBusyMs(): number {
+  const [, ...ticks] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/);
+  const t = ticks.map(Number);
+  const busy = t.reduce((a, b) => a + b, 0) - t[3]! - t[4]!; // minus idle, iowait
+  return (busy * 1000) / 100;
+}
+
+/** CPU time (ms) this process has used so far. */
+export const ownCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 export interface BenchService {
   url: string;
   /** CPU time (user + system) the service process has used so far, in ms (from /proc). */

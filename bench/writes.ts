@@ -9,7 +9,7 @@
  */
 import pg from "pg";
 import { Pool as HttpPool } from "undici";
-import { benchDatabase, benchService, benchShop, machine, ms, pct, report, summarize, table } from "./support.ts";
+import { benchDatabase, benchService, benchShop, machine, machineBusyMs, ms, ownCpuMs, pct, report, summarize, table } from "./support.ts";
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const CONCURRENCY = Number(process.argv[3] ?? 32);
@@ -27,6 +27,8 @@ async function run(name: string, op: (i: number) => Promise<void>) {
   const until = performance.now() + SECONDS * 1000;
   const start = performance.now();
   const cpu0 = service.cpuMs();
+  const pg0 = machineBusyMs();
+  const own0 = ownCpuMs();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async (_, w) => {
       for (let i = 0; performance.now() < until; i++) {
@@ -42,7 +44,16 @@ async function run(name: string, op: (i: number) => Promise<void>) {
     }),
   );
   const secs = (performance.now() - start) / 1000;
-  return { name, perSec: done / secs, errors, serverCpuUs: ((service.cpuMs() - cpu0) * 1000) / Math.max(done, 1), ...summarize(latencies) };
+  const per = (ms: number) => (ms * 1000) / Math.max(done, 1);
+  return {
+    name,
+    perSec: done / secs,
+    errors,
+    serverCpuUs: per(service.cpuMs() - cpu0),
+    pgCpuUs: per(machineBusyMs() - pg0),
+    clientCpuUs: per(ownCpuMs() - own0),
+    ...summarize(latencies),
+  };
 }
 
 async function rpc(path: string, body: unknown): Promise<any> {
@@ -72,8 +83,16 @@ console.log(`# write throughput, ${CONCURRENCY} concurrent connections, ${SECOND
 console.log(`machine: ${machine()}`);
 console.log(
   table(
-    ["operation", "per second", "ratio to plain INSERT", "p50 ms", "p99 ms", "service CPU per request", "errors"],
-    [plain, creates, updates].map((r) => [r.name, r.perSec.toFixed(0), (r.perSec / plain.perSec).toFixed(2), ms(r.p50), ms(r.p99), r === plain ? "-" : `${r.serverCpuUs.toFixed(0)} µs`, r.errors]),
+    ["operation", "per second", "ratio to plain INSERT", "p50 ms", "p99 ms", "CPU per request: service / whole machine / load generator", "errors"],
+    [plain, creates, updates].map((r) => [
+      r.name,
+      r.perSec.toFixed(0),
+      (r.perSec / plain.perSec).toFixed(2),
+      ms(r.p50),
+      ms(r.p99),
+      `${r === plain ? "-" : r.serverCpuUs.toFixed(0)} / ${r.pgCpuUs.toFixed(0)} / ${r.clientCpuUs.toFixed(0)} µs`,
+      r.errors,
+    ]),
   ),
 );
 
