@@ -1,5 +1,5 @@
 /** SQL for the delivery history: every attempt, what was sent and what came back. */
-import type { Query } from "./query.ts";
+import { prepared, type Query } from "./query.ts";
 
 export interface DeliveryRow {
   id: string;
@@ -42,11 +42,11 @@ export function insertDeliveries(rows: DeliveryRow[]): Query {
   );
   const args = COLUMNS.map((c, i) => (c === "events" ? `$${i + 1}::text[]` : `$${i + 1}::${TYPES[i]}[]`));
   const select = COLUMNS.map((c) => (c === "events" ? "ARRAY(SELECT json_array_elements_text(x.events::json))" : `x.${c}`));
-  return {
+  return prepared({
     text: `INSERT INTO deliveries (${COLUMNS.join(", ")})
            SELECT ${select.join(", ")} FROM unnest(${args.join(", ")}) AS x(${COLUMNS.join(", ")})`,
     values,
-  };
+  });
 }
 
 export interface DeliveryFilter {

@@ -3,7 +3,10 @@
  * definitions in src/entities (code, never client input); every value is a bind parameter.
  */
 import type { EntityDef } from "../../entities/model.ts";
-import type { Query } from "./query.ts";
+import { prepared, type Query } from "./query.ts";
+
+/** An entity row's columns, listed (prepared statements must not return `*`: see `prepared`). */
+const rowColumns = (def: EntityDef, alias = "") => ["shop_id", ...def.columns, "feed_xid", "feed_seq"].map((c) => alias + c).join(", ");
 
 export interface ChangeValues {
   entity: string;
@@ -21,10 +24,11 @@ export const lockEntities = (keys: bigint[]): Query => ({
   values: [keys.map(String)],
 });
 
-export const selectOne = (def: EntityDef, shopId: string, id: string): Query => ({
-  text: `SELECT * FROM ${def.table} WHERE shop_id = $1 AND ${def.key} = $2`,
-  values: [shopId, id],
-});
+export const selectOne = (def: EntityDef, shopId: string, id: string): Query =>
+  prepared({
+    text: `SELECT ${rowColumns(def)} FROM ${def.table} WHERE shop_id = $1 AND ${def.key} = $2`,
+    values: [shopId, id],
+  });
 
 const param = (def: EntityDef, column: string, value: unknown) => (def.jsonColumns.has(column) && value !== null ? JSON.stringify(value) : value);
 
@@ -33,11 +37,11 @@ const param = (def: EntityDef, column: string, value: unknown) => (def.jsonColum
  * followed by its change, built from the written row: one statement, so row and change can
  * only commit together. Values $1..$7 are the shop and the change.
  */
-function withChange(rowWrite: string, prelude = ""): string {
+function withChange(def: EntityDef, rowWrite: string, prelude = ""): string {
   return `WITH ${prelude}w AS (${rowWrite} RETURNING *),
 c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest, changed)
       SELECT w.feed_seq, w.feed_xid, $1::bigint, $2::text, $3::bigint, $4::text, $5::timestamptz, $6::json, $7::json FROM w)
-SELECT * FROM w`;
+SELECT ${rowColumns(def)} FROM w`;
 }
 
 const POSITION = "pg_current_xact_id(), nextval('changes_id_seq')";
@@ -50,11 +54,11 @@ export function insertWithChange(def: EntityDef, shopId: string, row: Record<str
     values.push(param(def, col, row[col]));
     return `$${values.length}`;
   });
-  return {
-    text: withChange(`INSERT INTO ${def.table} (shop_id, ${def.columns.join(", ")}, feed_xid, feed_seq)
+  return prepared({
+    text: withChange(def, `INSERT INTO ${def.table} (shop_id, ${def.columns.join(", ")}, feed_xid, feed_seq)
   VALUES ($1, ${placeholders.join(", ")}, ${POSITION})`),
     values,
-  };
+  });
 }
 
 /**
@@ -85,11 +89,12 @@ export function updateWithChange(def: EntityDef, shopId: string, id: string, set
     prelude = `l AS MATERIALIZED (SELECT pg_advisory_xact_lock(${p(guard.lockKey.toString())}::bigint)),\n`;
     where += ` AND feed_seq = ${p(guard.seq)}::bigint AND EXISTS (SELECT FROM l)`;
   }
-  return {
-    text: withChange(`UPDATE ${def.table} SET ${assignments.join(", ")}, (feed_xid, feed_seq) = (${POSITION})
+  // One statement shape per set of columns patched: few in practice, and `prepared` caps them.
+  return prepared({
+    text: withChange(def, `UPDATE ${def.table} SET ${assignments.join(", ")}, (feed_xid, feed_seq) = (${POSITION})
   WHERE ${where}`, prelude),
     values,
-  };
+  });
 }
 
 /** Live rows of `def` whose `column` is one of `ids` (e.g. a product's variants). */

@@ -8,7 +8,7 @@
  */
 import type { EntityDef } from "../../entities/model.ts";
 import { behindPrune } from "./changes.ts";
-import type { Query } from "./query.ts";
+import { prepared, type Query } from "./query.ts";
 
 export type Sort = "" | "updated_at";
 
@@ -61,13 +61,16 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
     if (o.key) where.push(`t.${def.key} ${cmp} ${p(o.key[0])}::bigint`);
     order = `t.${def.key} ${dir}`;
   }
-  return {
+  const columns = ["shop_id", ...def.columns, "feed_xid", "feed_seq"].map((c) => `t.${c}`).join(", ");
+  const q: Query = {
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
 SELECT h.horizon::text AS horizon, ${held} AS held, ${expired} AS expired, r.* FROM h LEFT JOIN LATERAL (
-  SELECT t.* FROM ${def.table} t WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT ${p(o.limit)}
+  SELECT ${columns} FROM ${def.table} t WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT ${p(o.limit)}
 ) r ON true`,
     values,
   };
+  // Unfiltered pages (what pollers send) are prepared: a few shapes per entity.
+  return o.filters.length ? q : prepared(q);
 }
 
 export interface ChangeRow {
@@ -95,7 +98,7 @@ export function changesAfter(shopId: string, xid: string, id: string, entities: 
     values.push(entities);
     filter = "AND c.entity = ANY($5::text[])";
   }
-  return {
+  return prepared({
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon)
 SELECT h.horizon::text AS horizon, EXISTS (SELECT 1 FROM changes x WHERE x.shop_id = $1 AND x.xid >= h.horizon) AS held,
        ${fromCursor ? behindPrune("changes", "$1", "$2::xid8", "$3::bigint") : "false"} AS expired, r.* FROM h LEFT JOIN LATERAL (
@@ -105,5 +108,5 @@ SELECT h.horizon::text AS horizon, EXISTS (SELECT 1 FROM changes x WHERE x.shop_
    ORDER BY c.xid, c.id LIMIT $4
 ) r ON true`,
     values,
-  };
+  });
 }

@@ -1,6 +1,6 @@
 /** SQL for webhooks: their settings, and their delivery position, batch, state and lease. */
 import { behindPrune } from "./changes.ts";
-import type { Query } from "./query.ts";
+import { prepared, type Query } from "./query.ts";
 
 export interface WebhookRow {
   id: string;
@@ -42,6 +42,15 @@ export interface WebhookRow {
   settings_version: number;
   batch_version: number | null;
 }
+
+/** Every column of a webhook row (WebhookRow), listed for prepared statements (never `*`: see `prepared`). */
+const WEBHOOK_COLUMNS = [
+  "id", "shop_id", "url", "entities", "fields", "metadata", "headers", "description", "secret", "active", "created_at", "updated_at",
+  "cursor_xid", "cursor_seq", "batch_id", "batch_end_xid", "batch_end_seq", "state", "attempts", "failing_since", "next_attempt_at",
+  "last_sent_at", "last_error", "lease_owner", "lease_until", "subscriptions", "topics", "format", "coalesce_changes", "rate_limit",
+  "previous_secret", "previous_secret_expires_at", "disabled_reason", "last_success_at", "last_failure_at", "held_until",
+  "settings_version", "batch_version",
+].map((c) => `w.${c}`).join(", ");
 
 export interface LastError {
   error: string;
@@ -264,19 +273,20 @@ const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXIST
  * Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds
  * are left out, and so are held webhooks, unless `overrideHold` (the operation that held them).
  */
-export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number, overrideHold = false): Query => ({
-  text: `UPDATE webhooks w SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
-          WHERE w.id = ANY($1::bigint[]) AND (w.lease_owner = $2 OR ${LEASE_FREE})
-            AND ($4 OR w.held_until IS NULL OR w.held_until < now())
-          RETURNING *`,
-  values: [ids, owner, ttlSeconds, overrideHold],
-});
+export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number, overrideHold = false): Query =>
+  prepared({
+    text: `UPDATE webhooks w SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
+            WHERE w.id = ANY($1::bigint[]) AND (w.lease_owner = $2 OR ${LEASE_FREE})
+              AND ($4 OR w.held_until IS NULL OR w.held_until < now())
+            RETURNING ${WEBHOOK_COLUMNS}`,
+    values: [ids, owner, ttlSeconds, overrideHold],
+  });
 
 /**
  * Releases leases and says, per webhook, whether deliverable changes arrived meanwhile: a wake-up
  * that found the lease taken just before this release is then not lost.
  */
-export const releaseLeases = (ids: string[], owner: string): Query => ({
+export const releaseLeases = (ids: string[], owner: string): Query => prepared({
   text: `UPDATE webhooks w SET lease_owner = NULL, lease_until = NULL WHERE w.id = ANY($1::bigint[]) AND w.lease_owner = $2
          RETURNING w.id, w.state = 'ok' AND w.active AND EXISTS (
            SELECT 1 FROM changes c
@@ -319,7 +329,7 @@ export interface NextChanges {
  */
 export function nextChanges(reqs: NextChanges[]): Query {
   const col = <K extends keyof NextChanges>(k: K) => reqs.map((r) => r[k]);
-  return {
+  return prepared({
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
 req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::xid8[], $6::bigint[], $7::int[])
                WITH ORDINALITY AS r(webhook_id, shop_id, from_xid, from_seq, end_xid, end_seq, lim, ord))
@@ -334,7 +344,7 @@ SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, ${behindPrune("chang
   ) c ON true
  ORDER BY req.ord, c.xid8, c.id`,
     values: [col("webhookId"), col("shopId"), col("fromXid"), col("fromSeq"), col("endXid"), col("endSeq"), col("limit")],
-  };
+  });
 }
 
 export interface StartBatch {
@@ -348,13 +358,13 @@ export interface StartBatch {
 
 /** Fixes new batches (callback id and end) before their first attempt. */
 export function startBatches(items: StartBatch[], owner: string): Query {
-  return {
+  return prepared({
     text: `UPDATE webhooks w SET batch_id = v.batch_id, batch_end_xid = v.end_xid, batch_end_seq = v.end_seq, batch_version = v.version
              FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::int[]) AS v(id, batch_id, end_xid, end_seq, version)
             WHERE w.id = v.id AND w.lease_owner = $6
             RETURNING w.id`,
     values: [items.map((i) => i.id), items.map((i) => i.batchId), items.map((i) => i.endXid), items.map((i) => i.endSeq), items.map((i) => i.version), owner],
-  };
+  });
 }
 
 /** Drops a stored batch cut under older settings (it is cut again from the cursor). */
@@ -386,7 +396,7 @@ export interface Delivered {
  * leases are renewed, and next batches, where there are, are fixed in the same statement.
  */
 export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: number): Query {
-  return {
+  return prepared({
     text: `UPDATE webhooks w SET cursor_xid = coalesce(v.skip_xid, w.batch_end_xid), cursor_seq = coalesce(v.skip_seq, w.batch_end_seq),
                   batch_id = v.next_id, batch_end_xid = v.next_end_xid, batch_end_seq = v.next_end_seq, batch_version = v.next_version,
                   state = 'ok', attempts = 0, failing_since = NULL, next_attempt_at = NULL, last_sent_at = v.sent_at,
@@ -394,7 +404,7 @@ export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: 
              FROM unnest($1::bigint[], $2::timestamptz[], $3::xid8[], $4::bigint[], $5::bigint[], $6::xid8[], $7::bigint[], $10::int[])
                   AS v(id, sent_at, skip_xid, skip_seq, next_id, next_end_xid, next_end_seq, next_version)
             WHERE w.id = v.id AND w.lease_owner = $8 AND w.batch_id IS NOT NULL
-            RETURNING w.*`,
+            RETURNING ${WEBHOOK_COLUMNS}`,
     values: [
       items.map((i) => i.id),
       items.map((i) => i.sentAt),
@@ -407,7 +417,7 @@ export function batchesDelivered(items: Delivered[], owner: string, ttlSeconds: 
       ttlSeconds,
       items.map((i) => i.next?.version ?? null),
     ],
-  };
+  });
 }
 
 /** A batch attempt failed: record it and when to try again (or stop); the lease is released. */
