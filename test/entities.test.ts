@@ -94,6 +94,40 @@ describe("products and variants", () => {
     expect(await codeOf(a.client(Product).createProduct({ name: "z", externalId: "E1" }))).toBe("ok");
   });
 
+  it("concurrent creates go in group commits: each gets its own answer, a duplicate only fails itself", async () => {
+    const shop = await t.shop();
+    const products = shop.client(Product);
+    // 40 at once: while the first insert runs the rest queue and go as multi-row statements;
+    // two of them share an external_id, which fails its batch, retried row by row.
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        products.createProduct({ name: `p${i}`, externalId: i === 7 || i === 23 ? "DUP" : `E${i}`, retailPrice: BigInt(i) }).then(
+          (p) => ({ ok: true as const, p, i }),
+          (e: unknown) => ({ ok: false as const, e: ConnectError.from(e), i }),
+        ),
+      ),
+    );
+    const failed = results.filter((r) => !r.ok);
+    expect(failed).toHaveLength(1);
+    expect([7, 23]).toContain(failed[0]!.i);
+    expect(Code[(failed[0] as { e: ConnectError }).e.code]).toBe("AlreadyExists");
+    expect((failed[0] as { e: ConnectError }).e.rawMessage).toBe("external_id: already used by another product of this shop");
+    const made = results.flatMap((r) => (r.ok ? [r] : []));
+    for (const r of made) expect(r.p).toMatchObject({ name: `p${r.i}`, retailPrice: BigInt(r.i) });
+    const changes = await allChanges(shop);
+    expect(changes).toHaveLength(39);
+    expect(new Set(changes.map((c) => c.id)).size).toBe(39);
+    // They were grouped: fewer transactions than creates.
+    const { rows } = await t.app.pool.query("SELECT count(DISTINCT xid)::int AS n FROM changes WHERE shop_id = $1", [shop.id]);
+    expect(rows[0].n).toBeLessThan(39);
+    for (const r of made) {
+      const c = changes.find((x) => x.entity_id === r.p.id);
+      expect(c?.latest.product).toMatchObject({ id: r.p.id, name: `p${r.i}`, external_id: r.i === 7 || r.i === 23 ? "DUP" : `E${r.i}` });
+    }
+    // What was created reads back exactly as each caller was told.
+    for (const r of made.slice(0, 5)) expect(await products.getProduct({ id: r.p.id })).toEqual(r.p);
+  });
+
   it("creates variants with inventory levels; deleting the product deletes both; updates of deleted are not_found", async () => {
     const shop = await t.shop();
     const p = await shop.client(Product).createProduct({ name: "Shirt" });

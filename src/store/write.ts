@@ -17,6 +17,7 @@ import { alreadyExists } from "../api/errors.ts";
 import { type Pool, type Tx, inTx } from "../db/pool.ts";
 import { type ChangeValues, type Guard, insertWithChange, lockEntities, selectOne, updateWithChange } from "../db/sql/entities.ts";
 import { type BaseRow, type EntityDef, type EntityName, lockKey } from "../entities/model.ts";
+import { GroupInsert } from "./group-insert.ts";
 
 /** The options of the API's JSON, so `latest` in the change log is exactly what the API returns. */
 export const API_JSON = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
@@ -224,10 +225,24 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
   }
 }
 
-/** Creates one entity in a single statement (its own transaction): no lock, its id is new. */
+/** Each pool's group inserts, per entity table. */
+const groupInserts = new WeakMap<Pool, Map<string, GroupInsert<BaseRow>>>();
+
+function groupInsert<R extends BaseRow>(pool: Pool, def: EntityDef<R>): GroupInsert<R> {
+  let byTable = groupInserts.get(pool);
+  if (!byTable) groupInserts.set(pool, (byTable = new Map()));
+  let g = byTable.get(def.table);
+  if (!g) byTable.set(def.table, (g = new GroupInsert(pool, def as EntityDef, (err) => uniqueViolation(def, err))));
+  return g as unknown as GroupInsert<R>;
+}
+
+/**
+ * Creates one entity with its change: no lock (its id is new), group-committed with the
+ * creates of the same entity that arrive meanwhile (store/group-insert.ts).
+ */
 export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
   const { row, change } = prepareInsert(def, shopId, data, new Date());
-  const created = (await runWrite(ctx.pool, def, insertWithChange(def, shopId, row, change)))!;
+  const created = await groupInsert(ctx.pool, def).insert(shopId, row, change);
   ctx.onCommit?.({ shopId, entities: [def.name], xid: created.feed_xid });
   return created;
 }

@@ -62,6 +62,29 @@ export function insertWithChange(def: EntityDef, shopId: string, row: Record<str
 }
 
 /**
+ * Inserts several new rows of `def` (of any shops) and their create changes in one statement:
+ * one transaction, one xid, a change id each (group commit: src/store/group-insert.ts). The rows
+ * come as one JSON array, each object a row by column name plus `_latest`, the change's `latest`
+ * as JSON text (json `->` hands it back byte for byte). Rows come back in any order.
+ */
+export function insertManyWithChanges(def: EntityDef, rows: Array<{ row: Record<string, unknown>; latest: string }>): Query {
+  const json = `[${rows.map(({ row, latest }) => `${JSON.stringify(row).slice(0, -1)},"_latest":${latest}}`).join(",")}]`;
+  const cols = ["shop_id", ...def.columns].join(", ");
+  return prepared({
+    text: `WITH v AS (
+  SELECT r.*, e.obj -> '_latest' AS _latest
+    FROM json_array_elements($1::json) WITH ORDINALITY AS e(obj, ord), LATERAL json_populate_record(NULL::${def.table}, e.obj) r
+   ORDER BY e.ord),
+w AS (INSERT INTO ${def.table} (${cols}, feed_xid, feed_seq) SELECT ${cols}, ${POSITION} FROM v RETURNING *),
+c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest)
+      SELECT w.feed_seq, w.feed_xid, w.shop_id, '${def.name}', w.${def.key}, 'create', w.updated_at, v._latest
+        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})
+SELECT ${rowColumns(def)} FROM w`,
+    values: [json],
+  });
+}
+
+/**
  * A write of a row read outside any lock: takes the entity's lock inside the statement, and
  * writes only if the row is still at the position it was read at (compare-and-set). The lock
  * (an InitPlan of the WHERE clause) is taken before the row write assigns the xid; if the row
