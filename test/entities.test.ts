@@ -128,6 +128,42 @@ describe("products and variants", () => {
     for (const r of made.slice(0, 5)) expect(await products.getProduct({ id: r.p.id })).toEqual(r.p);
   });
 
+  it("concurrent updates and deletes go in group commits: same-row updates in order, a duplicate only fails itself, every change right", async () => {
+    const shop = await t.shop();
+    const products = shop.client(Product);
+    const made: Array<{ id: string }> = [];
+    for (let i = 0; i < 30; i++) made.push(await products.createProduct({ name: `p${i}`, externalId: `X${i}` }));
+    const before = (await allChanges(shop)).length;
+    // 25 renames, 10 more of the first 10 (the same rows again), one external_id taken by
+    // another product, 5 deletes of other products: all at once.
+    const calls = [
+      ...made.flatMap((p, i) => (i >= 20 && i < 25 ? [] : [() => products.updateProduct({ id: p.id, name: `renamed ${i}` })])),
+      ...made.slice(0, 10).map((p, i) => () => products.updateProduct({ id: p.id, retailPrice: BigInt(100 + i) })),
+      () => products.updateProduct({ id: made[29]!.id, externalId: "X28" }),
+      ...made.slice(20, 25).map((p) => () => products.deleteProduct({ id: p.id })),
+    ];
+    const results = await Promise.all(calls.map((c) => c().then(() => "ok", (e: unknown) => ConnectError.from(e).rawMessage)));
+    expect(results.filter((r) => r !== "ok")).toEqual(["external_id: already used by another product of this shop"]);
+    const { rows } = await t.app.pool.query("SELECT count(DISTINCT xid)::int AS n, count(*)::int AS c FROM changes WHERE shop_id = $1 AND change_type <> 'create'", [shop.id]);
+    expect(rows[0].c).toBe(40);
+    expect(rows[0].n).toBeLessThan(40); // grouped
+    const changes = (await allChanges(shop)).slice(before);
+    expect(changes).toHaveLength(40);
+    // Replaying the changes in feed order gives each product exactly as the database has it.
+    const replay = new Map<string, any>();
+    for (const c of changes) replay.set(c.entity_id, c.latest.product);
+    for (const [i, p] of made.entries()) {
+      const now = await shop.post("/v1/shop.Product/ListProducts", { filter: { id: [p.id] }, include_deleted: true });
+      const { variants: _v, ...row } = now.body.products[0];
+      expect(replay.get(p.id), `product ${i}`).toEqual(row);
+      if (i >= 20 && i < 25) expect(row.deleted).toBe(true);
+      else expect(row.name).toBe(`renamed ${i}`);
+      if (i < 10) expect(row.retail_price).toBe(String(100 + i));
+    }
+    for (const c of changes.filter((x) => x.change_type === "delete")) expect(c.changed).toBeUndefined();
+    for (const c of changes.filter((x) => x.change_type === "update")) expect(Object.keys(c.changed.product).length).toBeGreaterThan(0);
+  });
+
   it("creates variants with inventory levels; deleting the product deletes both; updates of deleted are not_found", async () => {
     const shop = await t.shop();
     const p = await shop.client(Product).createProduct({ name: "Shirt" });

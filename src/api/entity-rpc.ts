@@ -2,10 +2,9 @@
 import { create } from "@bufbuild/protobuf";
 import { RemovedResponseSchema } from "../../gen/shop/common_pb.ts";
 import type { AppContext } from "../context.ts";
-import { selectOne } from "../db/sql/entities.ts";
 import type { BaseRow, EntityDef } from "../entities/model.ts";
 import { ConnectError, Code } from "@connectrpc/connect";
-import { REMOVE, updateOne } from "../store/write.ts";
+import { readOne, REMOVE, updateOne } from "../store/write.ts";
 
 /** A deleted row, a missing row and another shop's row all read as not found. */
 export function live<R extends BaseRow>(row: R | undefined, def: EntityDef<R>, id: string, field?: string): R {
@@ -18,8 +17,7 @@ export function live<R extends BaseRow>(row: R | undefined, def: EntityDef<R>, i
 
 /** Reads one live row outside any write transaction (Get* RPCs, references). */
 export async function readLive<R extends BaseRow>(ctx: AppContext, def: EntityDef<R>, shopId: string, id: string, field?: string): Promise<R> {
-  const { rows } = await ctx.pool.query<R>(selectOne(def, shopId, id));
-  return live(rows[0], def, id, field);
+  return live(await readOne(ctx.pool, def, shopId, id), def, id, field);
 }
 
 export const removed = (n: number) => create(RemovedResponseSchema, { removed: n });

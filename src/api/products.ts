@@ -2,7 +2,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ShopProduct, Product } from "../../gen/shop/product_pb.ts";
 import type { AppContext } from "../context.ts";
-import { selectLiveBy } from "../db/sql/entities.ts";
+import { Batcher } from "../db/batcher.ts";
+import { selectLiveBy, selectLiveByMany } from "../db/sql/entities.ts";
 import { inventoryLevelEntity } from "../entities/inventory-level.ts";
 import { productEntity as P, type ProductRow } from "../entities/product.ts";
 import { variantEntity, type VariantRow } from "../entities/variant.ts";
@@ -38,7 +39,16 @@ export async function deleteVariantsOf(w: Writer, productId: string) {
 }
 
 export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
-  const one = async (shopId: string, row: ProductRow) => (await withVariants(ctx, shopId, [row]))[0]!;
+  // One product's variants, read together with those of the other products answered meanwhile.
+  const variantsOf = new Batcher<{ shopId: string; id: string }, VariantRow[]>(async (keys) => {
+    const { rows } = await ctx.pool.query<VariantRow>(selectLiveByMany(variantEntity, "product_id", keys));
+    return keys.map((k) => rows.filter((v) => v.shop_id === k.shopId && v.product_id === k.id));
+  });
+  const one = async (shopId: string, row: ProductRow) => {
+    const p = P.toMessage(row);
+    if (!row.deleted_at) p.variants = (await variantsOf.call({ shopId, id: row.id })).map(variantEntity.toMessage);
+    return p;
+  };
   return {
     async createProduct(req, hc) {
       const shopId = principal(hc).shopId;

@@ -4,7 +4,8 @@
  * - `write()`: a transaction that takes the locks of every entity it will write before its
  *   first write, then reads and writes (multi-entity operations);
  * - `createOne()` / `updateOne()`: one entity in one statement (a read first for updates), the
- *   lock taken inside the statement before its write, compare-and-set on the row's position.
+ *   lock taken inside the statement before its write, compare-and-set on the row's position;
+ *   concurrent calls are group-committed (store/group-write.ts).
  *
  * Why locks before the first write (docs/change-feed.md): the feed orders changes by the writing
  * transaction's id (xid), which PostgreSQL assigns at a transaction's first write. A writer that
@@ -15,9 +16,10 @@ import { type JsonObject, toJson } from "@bufbuild/protobuf";
 import type { DatabaseError } from "pg";
 import { alreadyExists } from "../api/errors.ts";
 import { type Pool, type Tx, inTx } from "../db/pool.ts";
-import { type ChangeValues, type Guard, insertWithChange, lockEntities, selectOne, updateWithChange } from "../db/sql/entities.ts";
+import { Batcher } from "../db/batcher.ts";
+import { type ChangeValues, insertWithChange, lockEntities, selectMany, selectOne, updateWithChange } from "../db/sql/entities.ts";
 import { type BaseRow, type EntityDef, type EntityName, lockKey } from "../entities/model.ts";
-import { GroupInsert } from "./group-insert.ts";
+import { GroupInsert, GroupUpdate } from "./group-write.ts";
 
 /** The options of the API's JSON, so `latest` in the change log is exactly what the API returns. */
 export const API_JSON = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
@@ -225,6 +227,25 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
   }
 }
 
+/** Each pool's group reads, per entity table: concurrent lookups of rows by id share one query. */
+const groupReads = new WeakMap<Pool, Map<string, Batcher<{ shopId: string; id: string }, BaseRow | undefined>>>();
+
+/** One row of `def` by id, outside any transaction (read with the lookups that arrive meanwhile). */
+export function readOne<R extends BaseRow>(pool: Pool, def: EntityDef<R>, shopId: string, id: string): Promise<R | undefined> {
+  let byTable = groupReads.get(pool);
+  if (!byTable) groupReads.set(pool, (byTable = new Map()));
+  let b = byTable.get(def.table);
+  if (!b) {
+    b = new Batcher(async (keys) => {
+      const { rows } = await pool.query<BaseRow>(selectMany(def, keys));
+      const byKey = new Map(rows.map((r) => [`${r.shop_id}:${(r as unknown as Record<string, string>)[def.key]}`, r]));
+      return keys.map((k) => byKey.get(`${k.shopId}:${k.id}`));
+    });
+    byTable.set(def.table, b);
+  }
+  return b.call({ shopId, id }) as Promise<R | undefined>;
+}
+
 /** Each pool's group inserts, per entity table. */
 const groupInserts = new WeakMap<Pool, Map<string, GroupInsert<BaseRow>>>();
 
@@ -236,9 +257,20 @@ function groupInsert<R extends BaseRow>(pool: Pool, def: EntityDef<R>): GroupIns
   return g as unknown as GroupInsert<R>;
 }
 
+/** Each pool's group updates, per entity table. */
+const groupUpdates = new WeakMap<Pool, Map<string, GroupUpdate<BaseRow>>>();
+
+function groupUpdate<R extends BaseRow>(pool: Pool, def: EntityDef<R>): GroupUpdate<R> {
+  let byTable = groupUpdates.get(pool);
+  if (!byTable) groupUpdates.set(pool, (byTable = new Map()));
+  let g = byTable.get(def.table);
+  if (!g) byTable.set(def.table, (g = new GroupUpdate(pool, def as EntityDef, (err) => uniqueViolation(def, err))));
+  return g as unknown as GroupUpdate<R>;
+}
+
 /**
  * Creates one entity with its change: no lock (its id is new), group-committed with the
- * creates of the same entity that arrive meanwhile (store/group-insert.ts).
+ * creates of the same entity that arrive meanwhile (store/group-write.ts).
  */
 export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
   const { row, change } = prepareInsert(def, shopId, data, new Date());
@@ -264,13 +296,24 @@ export async function updateOne<R extends BaseRow>(
   compute: (old: R | undefined) => Partial<R> | typeof REMOVE | undefined,
 ): Promise<R> {
   for (let attempt = 1; ; attempt++) {
-    const old = (await ctx.pool.query<R>(selectOne(def, shopId, id))).rows[0];
+    const old = await readOne(ctx.pool, def, shopId, id);
     const patch = compute(old);
     if (patch === undefined || !old) return old as R;
     const u = patch === REMOVE ? prepareRemove(def, old, new Date()) : prepareUpdate(def, old, patch, new Date());
     if (!u) return old;
-    const guard: Guard = { lockKey: lockKey(shopId, def.name, id), seq: old.feed_seq };
-    const row = await runWrite(ctx.pool, def, updateWithChange(def, shopId, id, u.set, u.change, guard));
+    // Group-committed with the updates of other rows of this entity that arrive meanwhile.
+    const row = await groupUpdate(ctx.pool, def).update({
+      shopId,
+      id,
+      lockKey: lockKey(shopId, def.name, id),
+      oldSeq: old.feed_seq,
+      row: { ...old, ...u.set } as Record<string, unknown>,
+      set: u.set,
+      change: u.change,
+      changeType: u.change.changeType as "update" | "delete",
+      latest: u.change.latest,
+      changed: u.change.changed,
+    });
     if (row) {
       ctx.onCommit?.({ shopId, entities: [def.name], xid: row.feed_xid });
       return row;

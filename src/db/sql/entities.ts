@@ -30,6 +30,23 @@ export const selectOne = (def: EntityDef, shopId: string, id: string): Query =>
     values: [shopId, id],
   });
 
+/** Rows of `def` by (shop, key), for many lookups at once (group-read: src/store/write.ts). */
+export const selectMany = (def: EntityDef, keys: Array<{ shopId: string; id: string }>): Query =>
+  prepared({
+    text: `SELECT ${rowColumns(def, "t.")} FROM ${def.table} t
+             JOIN unnest($1::bigint[], $2::bigint[]) AS k(shop_id, id) ON t.shop_id = k.shop_id AND t.${def.key} = k.id`,
+    values: [keys.map((k) => k.shopId), keys.map((k) => k.id)],
+  });
+
+/** Live rows of `def` whose `column` is a given id, for many (shop, id) pairs at once. */
+export const selectLiveByMany = (def: EntityDef, column: string, keys: Array<{ shopId: string; id: string }>): Query =>
+  prepared({
+    text: `SELECT ${rowColumns(def, "t.")} FROM ${def.table} t
+             JOIN unnest($1::bigint[], $2::bigint[]) AS k(shop_id, id) ON t.shop_id = k.shop_id AND t.${column} = k.id
+            WHERE t.deleted_at IS NULL ORDER BY t.${def.key}`,
+    values: [keys.map((k) => k.shopId), keys.map((k) => k.id)],
+  });
+
 const param = (def: EntityDef, column: string, value: unknown) => (def.jsonColumns.has(column) && value !== null ? JSON.stringify(value) : value);
 
 /**
@@ -81,6 +98,44 @@ c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, tim
         FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})
 SELECT ${rowColumns(def)} FROM w`,
     values: [json],
+  });
+}
+
+export interface GuardedUpdate {
+  /** The whole row after the update (the read row with the patch applied). */
+  row: Record<string, unknown>;
+  /** feed_seq of the row as read: the update applies only if it has not moved since. */
+  oldSeq: string;
+  changeType: "update" | "delete";
+  latest: string;
+  changed: string | null;
+}
+
+/**
+ * Guarded updates of several rows of `def` (at most one per row) and their changes in one
+ * statement (group commit: src/store/group-write.ts): every lock is taken, in the order given
+ * (sorted), before any row is written, so the feed's per-entity order holds as in
+ * `updateWithChange`; a row that moved since it was read is not written (its caller reads again).
+ */
+export function updateManyWithChanges(def: EntityDef, items: GuardedUpdate[], lockKeys: bigint[]): Query {
+  const json = `[${items
+    // No `_changed` key for a delete: `->` then gives SQL NULL (a JSON null would be stored as one).
+    .map((u) => `${JSON.stringify(u.row).slice(0, -1)},"_old_seq":"${u.oldSeq}","_type":"${u.changeType}","_latest":${u.latest}${u.changed === null ? "" : `,"_changed":${u.changed}`}}`)
+    .join(",")}]`;
+  const set = def.columns.filter((c) => c !== def.key);
+  return prepared({
+    text: `WITH l AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(k)) AS n FROM unnest($2::bigint[]) AS k),
+v AS (
+  SELECT r.*, (e.obj ->> '_old_seq')::bigint AS _old_seq, e.obj ->> '_type' AS _type, e.obj -> '_latest' AS _latest, e.obj -> '_changed' AS _changed
+    FROM json_array_elements($1::json) AS e(obj), LATERAL json_populate_record(NULL::${def.table}, e.obj) r),
+w AS (UPDATE ${def.table} t SET (${set.join(", ")}) = (${set.map((c) => `v.${c}`).join(", ")}), (feed_xid, feed_seq) = (${POSITION})
+        FROM v WHERE t.shop_id = v.shop_id AND t.${def.key} = v.${def.key} AND t.feed_seq = v._old_seq AND EXISTS (SELECT FROM l)
+      RETURNING t.*),
+c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest, changed)
+      SELECT w.feed_seq, w.feed_xid, w.shop_id, '${def.name}', w.${def.key}, v._type, w.updated_at, v._latest, v._changed
+        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})
+SELECT ${rowColumns(def)} FROM w`,
+    values: [json, lockKeys.map(String)],
   });
 }
 
