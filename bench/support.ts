@@ -200,7 +200,7 @@ export interface Figure {
 
 /** Prints a figure and, under `npm run bench` (BENCH_RESULTS set), appends it for the page. */
 export async function report(f: Figure): Promise<void> {
-  console.log(`figure: ${f.figure}: ours ${f.ours}; limit ${f.limit || "-"}; ratio ${f.ratio || "-"}; target ${f.target}: ${f.met === undefined ? "-" : f.met ? "met" : "NOT met"}`);
+  console.log(`figure: ${f.figure}: ours ${f.ours}; limit ${f.limit || "-"}; ratio ${f.ratio || "-"}; target ${f.target}: ${f.met === undefined ? "-" : f.met ? "met" : "NOT met"}${f.note ? ` (${f.note})` : ""}`);
   if (process.env.BENCH_RESULTS) await fs.appendFile(process.env.BENCH_RESULTS, JSON.stringify(f) + "\n");
 }
 

@@ -3,7 +3,7 @@
  * `${webhook-id}.${webhook-timestamp}.${body}` with the secret's bytes (base64 after "whsec_"),
  * sent as `webhook-signature: v1,<base64>`; several space-separated during a secret rotation.
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from "node:crypto";
 
 const PREFIX = "whsec_";
 
@@ -12,9 +12,21 @@ export function newSecret(): string {
   return PREFIX + randomBytes(24).toString("base64");
 }
 
+/** Keys by secret: a raw key given to createHmac becomes a new KeyObject on every call (measurable per delivery). */
+const keys = new Map<string, KeyObject>();
+
+function keyOf(secret: string): KeyObject {
+  let key = keys.get(secret);
+  if (!key) {
+    if (keys.size >= 10_000) keys.clear();
+    key = createSecretKey(Buffer.from(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret, "base64"));
+    keys.set(secret, key);
+  }
+  return key;
+}
+
 export function sign(secret: string, id: string, timestampSec: number, body: string): string {
-  const key = Buffer.from(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret, "base64");
-  return "v1," + createHmac("sha256", key).update(`${id}.${timestampSec}.${body}`).digest("base64");
+  return "v1," + createHmac("sha256", keyOf(secret)).update(`${id}.${timestampSec}.${body}`).digest("base64");
 }
 
 /** The three Standard Webhooks headers for one request, signed with every given secret. */
