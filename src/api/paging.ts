@@ -8,7 +8,7 @@
  * and a stable message telling the client to resync: never a silent gap.
  */
 import { create } from "@bufbuild/protobuf";
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { type PageInfo, PageInfoSchema, type Paging } from "../../gen/shop/common_pb.ts";
 import type { AppContext } from "../context.ts";
 import { type Filter, listRows, type Sort } from "../db/sql/lists.ts";
@@ -35,9 +35,10 @@ interface CursorBody {
 }
 
 export class Cursors {
-  private readonly secret: Buffer;
+  /** A KeyObject, made once: a raw key given to createHmac is turned into one on every call. */
+  private readonly secret: KeyObject;
   constructor(secret: string) {
-    this.secret = Buffer.from(secret);
+    this.secret = createSecretKey(Buffer.from(secret));
   }
 
   private mac(body: string): Buffer {
