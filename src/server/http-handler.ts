@@ -20,7 +20,8 @@ export interface HttpHandlerOptions {
   extra?: (req: NodeServerRequest, res: NodeServerResponse) => boolean;
 }
 
-const RPC_CONTENT_TYPE = /^application\/(json|proto|connect\+(json|proto)|grpc(-web)?(\+(json|proto))?)\s*(;|$)/i;
+/** The content types our RPCs take (unary Connect JSON or binary, gRPC, gRPC-Web); others get a 415 that says so. */
+const RPC_CONTENT_TYPE = /^application\/(json(\s*;\s*charset=utf-?8)?|proto|grpc(-web)?(\+(json|proto))?)\s*$/i;
 /** gRPC and gRPC-Web: a body over the limit is answered by Connect, as a gRPC status. */
 const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 

@@ -398,7 +398,7 @@ export const JSON_KINDS: Kind[] = [
   {
     name: "content-type",
     transport: "json",
-    expect: { result: "http:415" },
+    expect: { result: "http:415", code: "invalid_argument" },
     build: (c) => {
       const type = c.r.pick(CONTENT_TYPES);
       const headers: Record<string, string> = { authorization: `Bearer ${c.key}` };
@@ -623,7 +623,7 @@ export const GRPC_KINDS: Kind[] = [
   {
     name: "content-type",
     transport: "grpc",
-    expect: { result: "http:415" },
+    expect: { result: "http:415", code: "invalid_argument" },
     build: (c) => {
       const type = c.r.pick(["text/plain", "application/grpc+foo", "application/x-protobuf", "application/octet-stream", "grpc", ""]);
       const headers: Record<string, string> = { te: "trailers", authorization: `Bearer ${c.key}` };
