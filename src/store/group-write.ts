@@ -26,9 +26,19 @@ interface Pending<I, O> {
  * The queue and flush loop shared by both kinds: `many` writes a batch and answers per input
  * (undefined: not written), `one` writes a single input the plain way.
  */
-abstract class GroupWrite<I, O> {
+abstract class GroupWrite<R extends BaseRow, I, O> {
   private queue: Pending<I, O>[] = [];
   private flushing = false;
+  protected readonly pool: Pool;
+  protected readonly def: EntityDef<R>;
+  /** Turns a row's database error into the client's (already_exists...). */
+  protected readonly mapError: (err: unknown) => unknown;
+
+  constructor(pool: Pool, def: EntityDef<R>, mapError: (err: unknown) => unknown) {
+    this.pool = pool;
+    this.def = def;
+    this.mapError = mapError;
+  }
 
   protected abstract many(inputs: I[]): Promise<O[]>;
   protected abstract one(input: I): Promise<O>;
@@ -80,19 +90,8 @@ interface Create {
   change: ChangeValues;
 }
 
-/** Creates of one entity; `mapError` turns a row's database error into the client's (already_exists...). */
-export class GroupInsert<R extends BaseRow> extends GroupWrite<Create, R> {
-  private readonly pool: Pool;
-  private readonly def: EntityDef<R>;
-  private readonly mapError: (err: unknown) => unknown;
-
-  constructor(pool: Pool, def: EntityDef<R>, mapError: (err: unknown) => unknown) {
-    super();
-    this.pool = pool;
-    this.def = def;
-    this.mapError = mapError;
-  }
-
+/** Creates of one entity. */
+export class GroupInsert<R extends BaseRow> extends GroupWrite<R, Create, R> {
   insert(shopId: string, row: Record<string, unknown>, change: ChangeValues): Promise<R> {
     return this.write({ shopId, row, change });
   }
@@ -126,18 +125,7 @@ interface Update extends GuardedUpdate {
 }
 
 /** Guarded updates (and deletes) of one entity; each resolves to the written row, or undefined when the row had moved. */
-export class GroupUpdate<R extends BaseRow> extends GroupWrite<Update, R | undefined> {
-  private readonly pool: Pool;
-  private readonly def: EntityDef<R>;
-  private readonly mapError: (err: unknown) => unknown;
-
-  constructor(pool: Pool, def: EntityDef<R>, mapError: (err: unknown) => unknown) {
-    super();
-    this.pool = pool;
-    this.def = def;
-    this.mapError = mapError;
-  }
-
+export class GroupUpdate<R extends BaseRow> extends GroupWrite<R, Update, R | undefined> {
   update(u: Update): Promise<R | undefined> {
     return this.write(u);
   }

@@ -227,46 +227,36 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
   }
 }
 
-/** Each pool's group reads, per entity table: concurrent lookups of rows by id share one query. */
-const groupReads = new WeakMap<Pool, Map<string, Batcher<{ shopId: string; id: string }, BaseRow | undefined>>>();
+/**
+ * One group writer (or reader) per pool, entity table and kind, made on first use: the group
+ * commits of store/group-write.ts and the group reads below.
+ */
+const groups = new WeakMap<Pool, Map<string, unknown>>();
+
+function grouped<T>(pool: Pool, key: string, make: () => T): T {
+  let byKey = groups.get(pool);
+  if (!byKey) groups.set(pool, (byKey = new Map()));
+  if (!byKey.has(key)) byKey.set(key, make());
+  return byKey.get(key) as T;
+}
 
 /** One row of `def` by id, outside any transaction (read with the lookups that arrive meanwhile). */
 export function readOne<R extends BaseRow>(pool: Pool, def: EntityDef<R>, shopId: string, id: string): Promise<R | undefined> {
-  let byTable = groupReads.get(pool);
-  if (!byTable) groupReads.set(pool, (byTable = new Map()));
-  let b = byTable.get(def.table);
-  if (!b) {
-    b = new Batcher(async (keys) => {
+  const reads = grouped(pool, `read:${def.table}`, () =>
+    new Batcher<{ shopId: string; id: string }, BaseRow | undefined>(async (keys) => {
       const { rows } = await pool.query<BaseRow>(selectMany(def, keys));
       const byKey = new Map(rows.map((r) => [`${r.shop_id}:${(r as unknown as Record<string, string>)[def.key]}`, r]));
       return keys.map((k) => byKey.get(`${k.shopId}:${k.id}`));
-    });
-    byTable.set(def.table, b);
-  }
-  return b.call({ shopId, id }) as Promise<R | undefined>;
+    }),
+  );
+  return reads.call({ shopId, id }) as Promise<R | undefined>;
 }
 
-/** Each pool's group inserts, per entity table. */
-const groupInserts = new WeakMap<Pool, Map<string, GroupInsert<BaseRow>>>();
+const groupInsert = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
+  grouped(pool, `insert:${def.table}`, () => new GroupInsert(pool, def, (err) => uniqueViolation(def, err)));
 
-function groupInsert<R extends BaseRow>(pool: Pool, def: EntityDef<R>): GroupInsert<R> {
-  let byTable = groupInserts.get(pool);
-  if (!byTable) groupInserts.set(pool, (byTable = new Map()));
-  let g = byTable.get(def.table);
-  if (!g) byTable.set(def.table, (g = new GroupInsert(pool, def as EntityDef, (err) => uniqueViolation(def, err))));
-  return g as unknown as GroupInsert<R>;
-}
-
-/** Each pool's group updates, per entity table. */
-const groupUpdates = new WeakMap<Pool, Map<string, GroupUpdate<BaseRow>>>();
-
-function groupUpdate<R extends BaseRow>(pool: Pool, def: EntityDef<R>): GroupUpdate<R> {
-  let byTable = groupUpdates.get(pool);
-  if (!byTable) groupUpdates.set(pool, (byTable = new Map()));
-  let g = byTable.get(def.table);
-  if (!g) byTable.set(def.table, (g = new GroupUpdate(pool, def as EntityDef, (err) => uniqueViolation(def, err))));
-  return g as unknown as GroupUpdate<R>;
-}
+const groupUpdate = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
+  grouped(pool, `update:${def.table}`, () => new GroupUpdate(pool, def, (err) => uniqueViolation(def, err)));
 
 /**
  * Creates one entity with its change: no lock (its id is new), group-committed with the
