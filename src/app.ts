@@ -75,9 +75,12 @@ export async function startApp(config: Config, log: Logger = createLogger(config
       ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);
     }
 
+    // A lost wake-up only delays a webhook until the sweep: logged, never an RPC's failure.
+    const wake = (id: string) =>
+      void delivery?.schedule([id]).catch((err: unknown) => log.warn({ webhookId: id, error: (err as Error).message }, "wake-up failed; the sweep delivers"));
     const server = createOnePortServer(
       createHttpHandler({
-        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake: (id) => delivery?.schedule([id]) }),
+        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake }),
         interceptors: [edgeInterceptor(log, metrics), authInterceptor(db.pool)],
         extra: plainRoutes([metricsRoute(metrics, config.metricsToken), dashboardRoute(log)]),
         bodyLimitBytes: config.bodyLimitBytes,

@@ -149,7 +149,7 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
           throw failedPrecondition(`webhook ${w.id} is ${w.active ? "stopped" : "paused"}: SetActive with active true resumes it, this batch first`);
         }
         await ctx.pool.query(sql.retryNow(shopId, w.id, ctx.clock.now()));
-        void Promise.resolve(deps.wake(w.id)).catch(() => undefined); // the sweep wakes it otherwise
+        deps.wake(w.id);
         return { queued: true };
       }
       // An earlier batch: send it again as it was, from the change log.

@@ -58,8 +58,8 @@ export interface WebhookApiDeps {
   sender: HttpSender;
   history: History;
   metrics?: Metrics;
-  /** Asks the delivery engine for a turn of the webhook now (no-op without an engine here). */
-  wake(id: string): unknown;
+  /** Asks the delivery engine for a turn of the webhook now (no-op without an engine here); never throws. */
+  wake(id: string): void;
 }
 
 export interface WebhookValidation {
@@ -255,10 +255,8 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
   const list = async (shopId: string) => messages(shopId, (await ctx.pool.query<sql.WebhookRow>(sql.listWebhooks(shopId))).rows);
   const changed = (shopId: string, id: string) => {
     ctx.webhooksChanged?.(shopId);
-    wake(id);
+    deps.wake(id);
   };
-  // A lost wake-up only delays the webhook until the sweep: log it, never fail the RPC for it.
-  const wake = (id: string) => void Promise.resolve(deps.wake(id)).catch((err: unknown) => ctx.log.warn({ webhookId: id, error: (err as Error).message }, "wake-up failed; the sweep delivers"));
 
   return {
     async createWebhook(req, hc) {

@@ -19,8 +19,8 @@ export interface ConnectAdapterOptions extends ConnectRouterOptions {
   prefixes: string[];
   fallback: RequestHandler;
   log: Logger;
-  /** Answers a request body over readMaxBytes (default: 413, resource_exhausted). */
-  tooLarge?: (res: NodeServerResponse) => void;
+  /** Answers a request body over readMaxBytes. */
+  tooLarge: (res: NodeServerResponse) => void;
 }
 
 /** Messages of connect-es `internal` errors that are really about the client's request. */
@@ -81,12 +81,6 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
   return res;
 }
 
-const tooLarge = (limit: number) => (res: NodeServerResponse) => {
-  const body = JSON.stringify({ code: "resource_exhausted", message: `request body larger than ${limit} bytes` });
-  res.writeHead(413, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-  res.end(body);
-};
-
 export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...opts });
   opts.routes(router);
@@ -94,7 +88,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
   for (const h of router.handlers) for (const prefix of opts.prefixes) paths.set(prefix + h.requestPath, h);
 
   // Unary Connect JSON, the common case, takes a direct path (src/server/unary-json.ts).
-  const direct = unaryJson({ routes: opts.routes, prefixes: opts.prefixes, interceptors: opts.interceptors ?? [], jsonOptions: opts.jsonOptions ?? {}, readMaxBytes: opts.readMaxBytes ?? 0xffffffff, tooLarge: opts.tooLarge ?? tooLarge(opts.readMaxBytes ?? 0xffffffff) });
+  const direct = unaryJson({ routes: opts.routes, prefixes: opts.prefixes, interceptors: opts.interceptors ?? [], jsonOptions: opts.jsonOptions ?? {}, readMaxBytes: opts.readMaxBytes ?? 0xffffffff, tooLarge: opts.tooLarge });
 
   return (req: NodeServerRequest, res: NodeServerResponse) => {
     if (direct(req, res)) return;

@@ -8,6 +8,7 @@ import type { Logger } from "../logger.ts";
 import { requestIdFor } from "../api/errors.ts";
 import { connectAdapter } from "./connect-adapter.ts";
 import type { NodeServerRequest, NodeServerResponse, RequestHandler } from "./one-port.ts";
+import { handOver, readBody } from "./read-body.ts";
 
 export interface HttpHandlerOptions {
   routes: (router: ConnectRouter) => void;
@@ -35,41 +36,13 @@ export function sendJson(res: NodeServerResponse, status: number, body: unknown)
 
 /**
  * 413 for a body over the limit. Connect says resource_exhausted with HTTP 429, which tells a
- * client to retry later; a body that is too large fails the same way every time. What is left of
- * the body is read and dropped (bounded by the server's request timeout), so an HTTP/1.1 client
- * still writing it gets the answer rather than a reset, and its connection stays usable.
+ * client to retry later; a body that is too large fails the same way every time.
  */
 function bodyTooLarge(res: NodeServerResponse, limit: number) {
   sendJson(res, 413, tooLargeError(limit));
 }
 
 const tooLargeError = (limit: number) => ({ code: "resource_exhausted", message: `request body larger than ${limit} bytes` });
-
-/** The body, or undefined as soon as it runs over `limit` bytes (the rest is then discarded). */
-function readBody(req: NodeServerRequest, limit: number): Promise<Buffer[] | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const settle = (result: Buffer[] | undefined, err?: Error) => {
-      if (settled) return;
-      settled = true;
-      req.off("data", onData);
-      if (err) reject(err);
-      else resolve(result);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) return void chunks.push(chunk);
-      settle(undefined);
-      req.resume(); // flowing with no listener: the rest is dropped
-    };
-    req.on("data", onData);
-    req.once("end", () => settle(chunks));
-    req.once("error", (err: Error) => settle(undefined, err));
-    req.once("close", () => settle(undefined, new Error("request closed before its body ended")));
-  });
-}
 
 function readAndDrop(stream: ServerHttp2Stream) {
   while (stream.read() !== null);
@@ -145,11 +118,7 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
       (chunks) => {
         if (!chunks) return tooLarge();
         // Connect reads the request as an async iterable: hand it the chunks already read.
-        Object.defineProperty(req, Symbol.asyncIterator, {
-          value: async function* () {
-            yield* chunks;
-          },
-        });
+        handOver(req, chunks);
         handler(req, res);
       },
       // The client went away mid-body: nothing to answer.

@@ -26,6 +26,7 @@ import { createMethodSerializationLookup, invokeUnaryImplementation, mergeNonPro
 import { codeToHttpStatus, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
 import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import type { NodeServerRequest, NodeServerResponse } from "./one-port.ts";
+import { handedOver, readBody } from "./read-body.ts";
 
 type UnarySpec = MethodImplSpec & { kind: "unary" };
 
@@ -49,27 +50,10 @@ const JSON_TYPE = /^application\/json(\s*;\s*charset=utf-8)?\s*$/i;
 const NEVER = new AbortController().signal;
 const noTimeout = () => undefined;
 
-/**
- * The whole body, or undefined when it runs over `limit`. A request whose body the HTTP handler
- * already read (to size a chunked body) carries it as its own async iterator.
- */
-async function readBody(req: NodeServerRequest, limit: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  if (Object.hasOwn(req, Symbol.asyncIterator)) {
-    for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
-  } else {
-    await new Promise<void>((resolve, reject) => {
-      req.on("data", (c: Buffer) => {
-        size += c.length;
-        if (size <= limit) chunks.push(c);
-      });
-      req.once("end", resolve);
-      req.once("error", reject);
-    });
-  }
-  if (size > limit) return undefined;
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+/** The whole body (already read by the HTTP handler, or read here), or undefined when it runs over `limit`. */
+async function wholeBody(req: NodeServerRequest, limit: number): Promise<Buffer | undefined> {
+  const chunks = (await handedOver(req)) ?? (await readBody(req, limit));
+  return chunks && (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
 }
 
 /** Records each service's implementation as `routes` registers it, for the direct path. */
@@ -110,7 +94,7 @@ export function unaryJson(opts: UnaryJsonOptions): (req: NodeServerRequest, res:
     const route = routes.get(path.includes("?") ? path.slice(0, path.indexOf("?")) : path);
     if (!route) return false;
 
-    readBody(req, opts.readMaxBytes).then(
+    wholeBody(req, opts.readMaxBytes).then(
       (body) => (body ? respond(route, req, res, body) : opts.tooLarge(res)),
       () => res.destroy(), // the client went away mid-body
     );
