@@ -25,7 +25,7 @@ export async function startBoss(ctx: AppContext, url: string): Promise<PgBoss> {
   await boss.schedule(PRUNE_QUEUE, ctx.config.pruneCron);
   await boss.work(PRUNE_QUEUE, async () => {
     const { changeRetentionHours: changes, webhookBacklogMaxHours: backlog, deliveryHistoryDays: historyDays } = ctx.config;
-    const result = await pruneExpired(ctx.pool, { changes, backlog, historyDays });
+    const result = await pruneExpired(ctx.pool, { changes, backlog, historyDays }, ctx.clock.now());
     ctx.log.info(result, "pruned expired changes, tombstones and delivery history");
     return result;
   });

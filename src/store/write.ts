@@ -16,6 +16,7 @@ import { type JsonObject, toJson } from "@bufbuild/protobuf";
 import type { DatabaseError } from "pg";
 import { alreadyExists } from "../api/errors.ts";
 import { type Pool, type Tx, inTx } from "../db/pool.ts";
+import type { Clock } from "../clock.ts";
 import { Batcher } from "../db/batcher.ts";
 import { type ChangeValues, insertWithChange, lockEntities, selectMany, selectOne, updateWithChange } from "../db/sql/entities.ts";
 import { type BaseRow, type EntityDef, type EntityName, lockKey } from "../entities/model.ts";
@@ -56,7 +57,11 @@ export interface Committed {
 export interface WriteContext {
   pool: Pool;
   onCommit?: (c: Committed) => void;
+  /** The application's clock for write times (tests move it by hand); the system clock if absent. */
+  clock?: Clock;
 }
+
+const nowOf = (ctx: WriteContext): Date => ctx.clock?.now() ?? new Date();
 
 /**
  * Write time. The application's clock, but never at or before the time of the version being
@@ -117,10 +122,10 @@ export class Writer {
   /** Taken once the initial locks are held: every row and change written here carries it (or later). */
   readonly now: Date;
 
-  constructor(tx: Tx, shopId: string, held: bigint[]) {
+  constructor(tx: Tx, shopId: string, held: bigint[], now: Date) {
     this.tx = tx;
     this.shopId = shopId;
-    this.now = new Date();
+    this.now = now;
     for (const k of held) this.held.add(k);
   }
 
@@ -212,7 +217,7 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
       const result = await inTx(ctx.pool, async (tx) => {
         const keys = sortedKeys(shopId, locks);
         if (keys.length) await tx.query(lockEntities(keys));
-        writer = new Writer(tx, shopId, keys);
+        writer = new Writer(tx, shopId, keys, nowOf(ctx));
         return fn(writer);
       });
       if (writer?.xid) ctx.onCommit?.({ shopId, entities: [...writer.written], xid: writer.xid });
@@ -263,7 +268,7 @@ const groupUpdate = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
  * creates of the same entity that arrive meanwhile (store/group-write.ts).
  */
 export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
-  const { row, change } = prepareInsert(def, shopId, data, new Date());
+  const { row, change } = prepareInsert(def, shopId, data, nowOf(ctx));
   const created = await groupInsert(ctx.pool, def).insert(shopId, row, change);
   ctx.onCommit?.({ shopId, entities: [def.name], xid: created.feed_xid });
   return created;
@@ -289,7 +294,7 @@ export async function updateOne<R extends BaseRow>(
     const old = await readOne(ctx.pool, def, shopId, id);
     const patch = compute(old);
     if (patch === undefined || !old) return old as R;
-    const u = patch === REMOVE ? prepareRemove(def, old, new Date()) : prepareUpdate(def, old, patch, new Date());
+    const u = patch === REMOVE ? prepareRemove(def, old, nowOf(ctx)) : prepareUpdate(def, old, patch, nowOf(ctx));
     if (!u) return old;
     // Group-committed with the updates of other rows of this entity that arrive meanwhile.
     const row = await groupUpdate(ctx.pool, def).update({
