@@ -157,7 +157,7 @@ if (only("B")) {
   await reset();
   const xid = await bulkChanges(app, shop.id, BACKLOG);
   const t0 = performance.now();
-  app.onCommit?.({ shopId: shop.id, entities: ["customer"], xid });
+  app.onCommit?.({ shopId: shop.id, events: ["customer:create"], xid });
   const s = await waitFor((x) => x.distinct >= BACKLOG);
   const ours = BACKLOG / ((performance.now() - t0) / 1000);
   await app.stop();
@@ -183,7 +183,7 @@ async function manyWebhooks(count: number, perWebhook: number, batchMaxChanges: 
   const t0 = performance.now();
   const m0 = machineBusyMs();
   const own0 = ownCpuMs();
-  shops.forEach((s, i) => app.onCommit?.({ shopId: s, entities: ["customer"], xid: xids[i]! }));
+  shops.forEach((s, i) => app.onCommit?.({ shopId: s, events: ["customer:create"], xid: xids[i]! }));
   const st = await waitFor((x) => x.distinct >= total);
   const secs = (performance.now() - t0) / 1000;
   const requests = st.requests as number;

@@ -67,25 +67,27 @@ describe("settings", () => {
     expect(await codeOf(shop.client(Webhook).updateWebhook({ id: wh.id, entities: [], topics: [], updateMask: { paths: ["entities", "topics"] } }))).toBe("InvalidArgument");
   });
 
-  it("UpdateWebhook that widens a failing webhook's subscriptions loses nothing inside its pending batch's range", async () => {
+  it("UpdateWebhook that widens a failing webhook's subscriptions delivers everything after its position under the new ones", async () => {
     const shop = await t.shop();
     const r = await receiver(() => ({ status: 503 }));
     const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
-    // 1,500 product changes the customer webhook skips, then a customer: the failing batch's range covers them all.
+    // Product changes before the first customer: the webhook passes them (it does not get them).
+    for (let i = 0; i < 3; i++) await shop.client(Product).createProduct({ name: `before${i}` });
+    const c1 = await shop.client(Customer).createCustomer({ fullName: "first" });
+    await r.until((rs) => rs.length >= 1);
+    expect(r.requests[0]!.body.changes.map((x: any) => x.entity_id)).toEqual([c1.id]);
+    // 1,500 product changes and a customer after the failing batch, then the update widens it.
     const ids: string[] = [];
     for (let i = 0; i < 1500; i++) ids.push((await shop.client(Product).createProduct({ name: `p${i}` })).id);
-    const c = await shop.client(Customer).createCustomer({ fullName: "last" });
-    await r.until((rs) => rs.length >= 1);
-    expect(r.requests[0]!.body.changes.map((x: any) => x.entity_id)).toEqual([c.id]);
+    const c2 = await shop.client(Customer).createCustomer({ fullName: "last" });
     await shop.client(Webhook).updateWebhook({ id: wh.id, entities: ["customer", "product"] });
     r.behave(() => ({ status: 200 }));
     clock.advance(60_000);
-    await r.until((rs) => rs.at(-1)!.body.changes.at(-1)?.entity_id === c.id && rs.length > 1, 20_000);
-    // Every product change after the cursor arrives (those the webhook passed, unmatched, before
-    // the update do not: they were never pending), then the customer; the old code stopped at 1,000.
+    await r.until((rs) => rs.at(-1)!.body.changes.at(-1)?.entity_id === c2.id && rs.length > 1, 20_000);
+    // The failing batch is cut again from the webhook's position (just before c1): c1, every
+    // product after it (past the old code's 1,000), then c2; the products it had passed do not come.
     const after = r.requests.slice(1).flatMap((x) => x.body.changes.map((y: any) => y.entity_id));
-    expect(after.length).toBeGreaterThan(1400);
-    expect(after).toEqual([...ids, c.id].slice(-after.length));
+    expect(after).toEqual([c1.id, ...ids, c2.id]);
     expect(r.requests.slice(1).every((x) => x.body.changes.length <= 1000)).toBe(true);
   });
 
@@ -266,7 +268,10 @@ describe("history, retry, recover, stats, health", () => {
     const r = await receiver();
     const wh = await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer"] });
     const made = [];
-    for (let i = 0; i < 5; i++) made.push(await shop.client(Customer).createCustomer({ fullName: `c${i}` }));
+    for (let i = 0; i < 5; i++) {
+      made.push(await shop.client(Customer).createCustomer({ fullName: `c${i}` }));
+      clock.advance(1000); // writes take the app's clock: one second apart
+    }
     await r.until(() => changesOf(r).length >= 5);
     const since = made[2]!.createdAt!;
     await shop.client(Webhook).recoverWebhook({ id: wh.id, since });

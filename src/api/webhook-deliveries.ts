@@ -20,6 +20,7 @@ import { ts } from "./convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.ts";
 import { pageLimit } from "./paging.ts";
 import { optionalId, requireId } from "./validate.ts";
+import { exclusive } from "./exclusive.ts";
 import type { WebhookApiDeps } from "./webhooks.ts";
 
 const STATUSES = ["success", "failed"];
@@ -97,7 +98,9 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
         latest: JSON.stringify(latest),
         changed: action === "update" ? JSON.stringify({ [entity]: latest }) : null,
       };
-      const { result, row } = await sendOnce(w, await ctx.ids.next(), [change], { test: true, attempt: 1 });
+      // Under the webhook's lease: never beside a delivery request (api/exclusive.ts).
+      const callbackId = await ctx.ids.next();
+      const { result, row } = await exclusive(ctx, shopId, w.id, "TestWebhook", deps.wake, () => sendOnce(w, callbackId, [change], { test: true, attempt: 1 }));
       return { ok: result.ok, status: result.status, responseBody: result.body, durationMs: result.durationMs, error: result.error, deliveryId: row.id };
     },
 
@@ -160,7 +163,8 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
       if (rows[0]?.pruned) throw failedPrecondition(`delivery ${d.id}: some of its changes were pruned by the retention (${ctx.config.changeRetentionHours}h); it cannot be sent again as it was`);
       const changes = views(rows.filter((r) => r.id !== null), { fields: w.fields, coalesce: w.coalesce_changes });
       if (!changes.length) throw failedPrecondition(`delivery ${d.id}: none of its changes match the webhook now`);
-      const { row } = await sendOnce(w, d.callback_id, changes, { test: false, attempt: d.attempt + 1, range: [d.from_xid, d.from_seq!, d.end_xid, d.end_seq!] });
+      const range: [string, string, string, string] = [d.from_xid, d.from_seq!, d.end_xid, d.end_seq!];
+      const { row } = await exclusive(ctx, shopId, w.id, "RetryDelivery", deps.wake, () => sendOnce(w, d.callback_id, changes, { test: false, attempt: d.attempt + 1, range }));
       return { queued: false, delivery: deliveryMessage(row) };
     },
 

@@ -26,6 +26,7 @@ import type { Metrics } from "../metrics.ts";
 import { newSecret } from "../delivery/signing.ts";
 import type { AddressPolicy } from "../delivery/ssrf.ts";
 import { parseTopic, subscriptions } from "../delivery/topics.ts";
+import { exclusive } from "./exclusive.ts";
 import { entities as ENTITY_DEFS } from "../entities/index.ts";
 import type { EntityName } from "../entities/model.ts";
 import { principal } from "./auth.ts";
@@ -35,7 +36,6 @@ import { failedPrecondition, invalidArgument, notFound } from "./errors.ts";
 import { cursorExpired, maxPosition } from "./paging.ts";
 import { requireId, text } from "./validate.ts";
 import { webhookDeliveries } from "./webhook-deliveries.ts";
-import { Code, ConnectError } from "@connectrpc/connect";
 
 const METADATA_MAX_BYTES = 4096;
 const MAX_HEADERS = 20;
@@ -309,6 +309,10 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
       const current = await get(shopId, id);
       const set = await changedSettings(req, current, deps.validation);
       if (!Object.keys(set).length) return one(shopId, current);
+      // New settings apply from the webhook's position: first move it past what the old ones
+      // left out (up to the first change it gets), so the change applies from now, not from
+      // wherever an idle webhook last stood.
+      await ctx.pool.query(sql.advanceIdle([id]));
       const row = (await ctx.pool.query<sql.WebhookRow>(sql.updateSettings(shopId, id, set, new Date()))).rows[0];
       if (!row) throw notFound(`webhook ${id}`);
       changed(shopId, id);
@@ -350,33 +354,26 @@ export function webhookService(ctx: AppContext, deps: WebhookApiDeps): ServiceIm
       const oldest = new Date(now.getTime() - ctx.config.changeRetentionHours * 3_600_000);
       if (since < oldest) throw failedPrecondition(`since: older than the ${ctx.config.changeRetentionHours}h change retention; the earliest time to recover from is ${oldest.toISOString()}`);
       await get(shopId, id);
-      // Hold deliverers off, then take the lease ourselves (a request in flight finishes first),
-      // so the cursor never moves under a sender.
-      await ctx.pool.query(sql.hold(shopId, id, Math.ceil(ctx.config.deliveryTimeoutMs / 1000) + 30));
-      const owner = `recover:${id}:${Date.now()}`;
-      const until = Date.now() + ctx.config.deliveryTimeoutMs + 5_000;
-      while (!(await ctx.pool.query(sql.acquireLeases([id], owner, 60, true))).rowCount) {
-        if (Date.now() > until) {
-          await ctx.pool.query(sql.unhold(shopId, id));
-          throw new ConnectError(`webhook ${id} is busy delivering; try again`, Code.Unavailable);
+      // Under the webhook's lease (api/exclusive.ts), so the position never moves under a sender
+      // and two recoveries of one webhook run one after the other.
+      return exclusive(ctx, shopId, id, "RecoverWebhook", deps.wake, async (owner) => {
+        // From just before the first change since `since` that the webhook gets, but never
+        // forward past undelivered changes (a backlog older than `since` still goes out), nor
+        // back behind pruned ones.
+        const current = await get(shopId, id);
+        const first = (await ctx.pool.query<{ xid: string; id: string }>(sql.firstChangeSince(shopId, id, since))).rows[0];
+        const mark = (await ctx.pool.query<{ xid: string; seq: string }>(sql.changesPruneMark(shopId))).rows[0];
+        let cursor = [current.cursor_xid, current.cursor_seq];
+        if (first) {
+          const from = [first.xid, (BigInt(first.id) - 1n).toString()];
+          if (maxPosition(cursor, from) === cursor) cursor = from;
         }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      // From just before the first change since `since`, but never forward past undelivered
-      // changes (a backlog older than `since` still goes out), nor back behind pruned ones.
-      const current = await get(shopId, id);
-      const first = (await ctx.pool.query<{ xid: string; id: string }>(sql.firstChangeSince(shopId, since))).rows[0];
-      const mark = (await ctx.pool.query<{ xid: string; seq: string }>(sql.changesPruneMark(shopId))).rows[0];
-      let cursor = [current.cursor_xid, current.cursor_seq];
-      if (first) {
-        const from = [first.xid, (BigInt(first.id) - 1n).toString()];
-        if (maxPosition(cursor, from) === cursor) cursor = from;
-      }
-      if (mark) cursor = maxPosition(cursor, [mark.xid, mark.seq]);
-      const row = (await ctx.pool.query<sql.WebhookRow>(sql.recover(shopId, id, owner, [cursor[0]!, cursor[1]!], new Date()))).rows[0];
-      if (!row) throw notFound(`webhook ${id}`);
-      changed(shopId, id);
-      return one(shopId, row);
+        if (mark) cursor = maxPosition(cursor, [mark.xid, mark.seq]);
+        const row = (await ctx.pool.query<sql.WebhookRow>(sql.recover(shopId, id, owner, [cursor[0]!, cursor[1]!], new Date()))).rows[0];
+        if (!row) throw notFound(`webhook ${id}`);
+        ctx.webhooksChanged?.(shopId);
+        return one(shopId, row);
+      });
     },
 
     getChanges: getChanges(ctx),

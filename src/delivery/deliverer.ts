@@ -59,6 +59,12 @@ export function retryAfterSeconds(value: string | undefined, now: Date): number 
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now.getTime()) / 1000));
 }
 
+/** Orders two change-log positions (xid, seq). */
+const comparePositions = (a: [string, string], b: [string, string]) => {
+  const d = BigInt(a[0]) - BigInt(b[0]) || BigInt(a[1]) - BigInt(b[1]);
+  return d > 0n ? 1 : d < 0n ? -1 : 0;
+};
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Deliverer {
@@ -208,7 +214,9 @@ export class Deliverer {
 
   /**
    * Reads what follows position (xid, seq) for the webhook and cuts the next batch (by count and
-   * bytes). With nothing to send, says how far the cursor may skip (to the horizon).
+   * bytes). Says how far the cursor may skip past changes the webhook does not get: to just
+   * before the batch's first change, or, with nothing to send, to the horizon; the batch's range
+   * starts there, so a stored batch never pins the change log behind its first change.
    */
   private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string]; pruned?: true }> {
     const { config } = this.deps;
@@ -221,7 +229,11 @@ export class Deliverer {
     const whole = count === changes.length && changes.length < config.batchMaxChanges;
     const last = changes[count - 1]!;
     const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
-    return { batch: { id, version: w.settings_version, fromXid: xid, fromSeq: seq, endXid, endSeq, rows: changes.slice(0, count) } };
+    const first = changes[0]!;
+    const before: [string, string] = [first.xid, (BigInt(first.id!) - 1n).toString()];
+    const skip = comparePositions(before, [xid, seq]) > 0 ? before : undefined;
+    const [fromXid, fromSeq] = skip ?? [xid, seq];
+    return { skip, batch: { id, version: w.settings_version, fromXid, fromSeq, endXid, endSeq, rows: changes.slice(0, count) } };
   }
 
   /** The stored batch of a webhook, re-read exactly (same id, same range); undefined when it was pruned. */

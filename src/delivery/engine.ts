@@ -1,7 +1,7 @@
 /**
  * The delivery engine: how webhooks get their turns.
  *
- * - A committed write signals its shop, entities and transaction id. Once every older
+ * - A committed write signals its shop, what it wrote (entity:change_type) and transaction id. Once every older
  *   transaction has finished (the change is below the feed's horizon), the shop's matching
  *   webhooks get a wake-up job.
  * - Wake-ups are pg-boss jobs on a notify queue (policy "short": at most one waiting wake-up per
@@ -21,11 +21,15 @@ import * as sql from "../db/sql/webhooks.ts";
 import type { Committed } from "../store/write.ts";
 import { Deliverer } from "./deliverer.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { subscribes } from "./topics.ts";
 import type { History } from "./history.ts";
 import type { HttpSender } from "./http-sender.ts";
 import type { Metrics } from "../metrics.ts";
 import { oldestWriter } from "../db/sql/metrics.ts";
 import { throttled } from "../logger.ts";
+
+/** Whether a webhook subscribes to any of a shop's committed events (entity:change_type). */
+const wants = (h: ShopHooks["hooks"][number], events: Set<string>) => [...events].some((e) => subscribes(h.subscriptions, e));
 
 export const WAKE_QUEUE = "webhook-wake";
 /** How long a shop's webhook list is cached (see `hooks`). */
@@ -35,7 +39,7 @@ const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon
 const HORIZON_BACKOFF_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 
 interface ShopHooks {
-  hooks: Array<{ id: string; entities: string[] }>;
+  hooks: Array<{ id: string; subscriptions: string[] }>;
   at: number;
 }
 
@@ -43,7 +47,7 @@ export class DeliveryEngine {
   readonly deliverer: Deliverer;
   private readonly ctx: AppContext;
   private readonly boss: PgBoss;
-  private pending = new Map<string, { entities: Set<string>; xid: bigint }>();
+  private pending = new Map<string, { events: Set<string>; xid: bigint }>();
   private flushing: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private backoff = 0;
@@ -117,9 +121,9 @@ export class DeliveryEngine {
     const p = this.pending.get(c.shopId);
     const xid = BigInt(c.xid);
     if (p) {
-      for (const e of c.entities) p.entities.add(e);
+      for (const e of c.events) p.events.add(e);
       if (xid > p.xid) p.xid = xid;
-    } else this.pending.set(c.shopId, { entities: new Set(c.entities), xid });
+    } else this.pending.set(c.shopId, { events: new Set(c.events), xid });
     if (!this.flushing && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 0);
   }
 
@@ -141,7 +145,7 @@ export class DeliveryEngine {
     // Shops without a matching webhook need nothing (the common case on a busy shop without hooks).
     const hooks = await this.hooks([...batch.keys()]);
     for (const [shopId, p] of batch) {
-      if (!hooks.get(shopId)!.some((h) => h.entities.some((e) => p.entities.has(e)))) batch.delete(shopId);
+      if (!hooks.get(shopId)!.some((h) => wants(h, p.events))) batch.delete(shopId);
     }
     if (!batch.size) return;
     const horizon = BigInt((await this.ctx.pool.query<{ horizon: string }>(HORIZON)).rows[0]!.horizon);
@@ -152,13 +156,13 @@ export class DeliveryEngine {
         // An older transaction is still open: wait until this change is deliverable.
         const again = this.pending.get(shopId);
         if (again) {
-          for (const e of p.entities) again.entities.add(e);
+          for (const e of p.events) again.events.add(e);
           if (p.xid > again.xid) again.xid = p.xid;
         } else this.pending.set(shopId, p);
         waiting = true;
         continue;
       }
-      for (const h of hooks.get(shopId)!) if (h.entities.some((e) => p.entities.has(e))) ids.push(h.id);
+      for (const h of hooks.get(shopId)!) if (wants(h, p.events)) ids.push(h.id);
     }
     if (!waiting) this.backoff = 0;
     // Woken here, in the process that saw the commit: no round trip through a job. Durability
@@ -182,9 +186,9 @@ export class DeliveryEngine {
       else missing.push(shopId);
     }
     if (missing.length) {
-      const { rows } = await this.ctx.pool.query<{ shop_id: string; id: string; entities: string[] }>(sql.webhooksOfShops(missing));
+      const { rows } = await this.ctx.pool.query<{ shop_id: string; id: string; subscriptions: string[] }>(sql.webhooksOfShops(missing));
       for (const shopId of missing) out.set(shopId, []);
-      for (const r of rows) out.get(r.shop_id)!.push({ id: r.id, entities: r.entities });
+      for (const r of rows) out.get(r.shop_id)!.push({ id: r.id, subscriptions: r.subscriptions });
       for (const shopId of missing) this.hooksByShop.set(shopId, { hooks: out.get(shopId)!, at: now });
     }
     return out;

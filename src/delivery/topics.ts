@@ -46,3 +46,11 @@ export function subscriptions(entities: string[], topicSubs: string[]): string[]
 export function eventName(entity: string, changeType: string): string {
   return `${entity}.${changeType}d`; // create -> created, update -> updated, delete -> deleted
 }
+
+/**
+ * Whether subscriptions take an `entity:change_type` event: the subscription half of the rule in
+ * db/sql/matching.ts, in memory, for wake-ups (a hint: the `fields` half is left to the turn).
+ */
+export function subscribes(subs: readonly string[], event: string): boolean {
+  return subs.includes(event) || subs.includes(`${event.slice(0, event.indexOf(":"))}:*`);
+}

@@ -49,7 +49,8 @@ type Locks = Array<[EntityName, string]>;
 /** What a committed write tells the delivery engine: which shop, which entities, which transaction. */
 export interface Committed {
   shopId: string;
-  entities: EntityName[];
+  /** What was written, as `entity:change_type` (the form webhook subscriptions take). */
+  events: string[];
   xid: string;
 }
 
@@ -113,8 +114,8 @@ async function runWrite<R extends BaseRow>(db: Pool | Tx, def: EntityDef<R>, q: 
 
 export class Writer {
   private wrote = false;
-  /** Entities written and the transaction id, for the commit signal. */
-  readonly written = new Set<EntityName>();
+  /** What was written (`entity:change_type`) and the transaction id, for the commit signal. */
+  readonly written = new Set<string>();
   xid: string | undefined;
   private readonly held = new Set<bigint>();
   private readonly tx: Tx;
@@ -150,12 +151,12 @@ export class Writer {
 
   async insert<R extends BaseRow>(def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
     const { row, change } = prepareInsert(def, this.shopId, data, this.now);
-    return this.track(def, (await runWrite(this.tx, def, insertWithChange(def, this.shopId, row, change)))!);
+    return this.track(def, "create", (await runWrite(this.tx, def, insertWithChange(def, this.shopId, row, change)))!);
   }
 
-  private track<R extends BaseRow>(def: EntityDef<R>, row: R): R {
+  private track<R extends BaseRow>(def: EntityDef<R>, changeType: ChangeValues["changeType"], row: R): R {
     this.wrote = true;
-    this.written.add(def.name);
+    this.written.add(`${def.name}:${changeType}`);
     this.xid = row.feed_xid;
     return row;
   }
@@ -169,7 +170,7 @@ export class Writer {
     const u = prepareUpdate(def, old, patch, this.now);
     if (!u) return old;
     this.wrote = true;
-    return this.track(def, (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
+    return this.track(def, "update", (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
   }
 
   /** Deletes `old` (which must be locked): it stays as a tombstone with deleted_at set. */
@@ -177,7 +178,7 @@ export class Writer {
     this.assertLocked(def, old);
     const u = prepareRemove(def, old, this.now);
     this.wrote = true;
-    return this.track(def, (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
+    return this.track(def, "delete", (await runWrite(this.tx, def, updateWithChange(def, this.shopId, keyOf(def, old), u.set, u.change)))!);
   }
 
   private assertLocked(def: EntityDef, row: BaseRow) {
@@ -220,7 +221,7 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
         writer = new Writer(tx, shopId, keys, nowOf(ctx));
         return fn(writer);
       });
-      if (writer?.xid) ctx.onCommit?.({ shopId, entities: [...writer.written], xid: writer.xid });
+      if (writer?.xid) ctx.onCommit?.({ shopId, events: [...writer.written], xid: writer.xid });
       return result;
     } catch (err) {
       if (attempt < MAX_ATTEMPTS && RETRYABLE.has((err as DatabaseError)?.code ?? "")) {
@@ -270,7 +271,7 @@ const groupUpdate = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
 export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
   const { row, change } = prepareInsert(def, shopId, data, nowOf(ctx));
   const created = await groupInsert(ctx.pool, def).insert(shopId, row, change);
-  ctx.onCommit?.({ shopId, entities: [def.name], xid: created.feed_xid });
+  ctx.onCommit?.({ shopId, events: [`${def.name}:create`], xid: created.feed_xid });
   return created;
 }
 
@@ -310,7 +311,7 @@ export async function updateOne<R extends BaseRow>(
       changed: u.change.changed,
     });
     if (row) {
-      ctx.onCommit?.({ shopId, entities: [def.name], xid: row.feed_xid });
+      ctx.onCommit?.({ shopId, events: [`${def.name}:${u.change.changeType}`], xid: row.feed_xid });
       return row;
     }
     if (attempt >= 50) throw new Error(`${def.name} ${id}: gave up after ${attempt} concurrent-update retries`);

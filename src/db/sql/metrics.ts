@@ -1,28 +1,20 @@
 /** SQL read at scrape time for the Prometheus gauges. */
+import { firstMatch, matchingAfter } from "./matching.ts";
 import type { Query } from "./query.ts";
 
 /** Most undelivered changes counted per webhook at a scrape (keeps a scrape cheap on a huge backlog). */
 export const BACKLOG_COUNT_CAP = 100_000;
 
 /**
- * Per webhook state (and activity): webhooks, undelivered changes (capped per webhook), and the
- * age of the oldest undelivered change.
+ * Per webhook state (and activity): webhooks, undelivered changes (those the webhook gets, by the
+ * one rule of sql/matching.ts; capped per webhook), and the age of the oldest undelivered change.
  */
 export const backlogByState = (): Query => ({
   text: `SELECT w.state, w.active, count(*)::int AS webhooks, coalesce(sum(b.pending), 0)::bigint AS pending,
                 extract(epoch FROM now() - min(o.time)) AS oldest_seconds
            FROM webhooks w
-           LEFT JOIN LATERAL (
-             SELECT count(*) AS pending FROM (
-               SELECT 1 FROM changes c
-                WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-                  AND ((c.entity || ':*') = ANY(w.subscriptions) OR (c.entity || ':' || c.change_type) = ANY(w.subscriptions))
-                LIMIT $1) x) b ON true
-           LEFT JOIN LATERAL (
-             SELECT c.time FROM changes c
-              WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-                AND ((c.entity || ':*') = ANY(w.subscriptions) OR (c.entity || ':' || c.change_type) = ANY(w.subscriptions))
-              ORDER BY c.xid, c.id LIMIT 1) o ON true
+           LEFT JOIN LATERAL (SELECT count(*) AS pending FROM (${matchingAfter("w.cursor_xid", "w.cursor_seq", "$1")}) x) b ON true
+           LEFT JOIN LATERAL (${firstMatch("w.cursor_xid", "w.cursor_seq")}) o ON true
           GROUP BY w.state, w.active`,
   values: [BACKLOG_COUNT_CAP],
 });

@@ -1,5 +1,6 @@
 /** SQL for webhooks: their settings, and their delivery position, batch, state and lease. */
 import { behindPrune } from "./changes.ts";
+import { firstMatch, MATCHES } from "./matching.ts";
 import { prepared, type Query } from "./query.ts";
 
 export interface WebhookRow {
@@ -160,15 +161,26 @@ export const hold = (shopId: string, id: string, seconds: number): Query => ({
   values: [shopId, id, seconds],
 });
 
+/** Ends an exclusive operation (api/exclusive.ts): its hold, and its lease if it still has it. */
+export const releaseExclusive = (shopId: string, id: string, owner: string): Query => ({
+  text: `UPDATE webhooks SET held_until = NULL,
+                lease_until = CASE WHEN lease_owner = $3 THEN NULL ELSE lease_until END,
+                lease_owner = CASE WHEN lease_owner = $3 THEN NULL ELSE lease_owner END
+          WHERE shop_id = $1 AND id = $2`,
+  values: [shopId, id, owner],
+});
+
 export const unhold = (shopId: string, id: string): Query => ({
   text: "UPDATE webhooks SET held_until = NULL WHERE shop_id = $1 AND id = $2",
   values: [shopId, id],
 });
 
-/** The first change at or after `since` for the shop: where a recovery starts. */
-export const firstChangeSince = (shopId: string, since: Date): Query => ({
-  text: `SELECT xid::text AS xid, id FROM changes WHERE shop_id = $1 AND time >= $2 ORDER BY xid, id LIMIT 1`,
-  values: [shopId, since],
+/** The first change at or after `since` that the webhook gets: where a recovery starts. */
+export const firstChangeSince = (shopId: string, id: string, since: Date): Query => ({
+  text: `SELECT c.xid::text AS xid, c.id FROM webhooks w JOIN changes c ON c.shop_id = w.shop_id
+          WHERE w.shop_id = $1 AND w.id = $2 AND c.time >= $3 AND ${MATCHES}
+          ORDER BY c.xid, c.id LIMIT 1`,
+  values: [shopId, id, since],
 });
 
 /**
@@ -223,24 +235,38 @@ export const deleteWebhook = (shopId: string, id: string): Query => ({
   values: [shopId, id],
 });
 
-/** A shop's webhooks that deliver (active, not stopped), with their entities: who to wake after a write. */
+/** A shop's webhooks that deliver (active, not stopped), with their subscriptions: who to wake after a write. */
 export const webhooksOfShops = (shopIds: string[]): Query => ({
-  // The entities a webhook receives, from its subscriptions ('order:*', 'order:update'): topics included.
-  text: `SELECT shop_id::text, id, ARRAY(SELECT DISTINCT split_part(s, ':', 1) FROM unnest(subscriptions) s) AS entities
-           FROM webhooks WHERE shop_id = ANY($1::bigint[]) AND active AND state <> 'stop'`,
+  text: `SELECT shop_id::text, id, subscriptions FROM webhooks WHERE shop_id = ANY($1::bigint[]) AND active AND state <> 'stop'`,
   values: [shopIds],
+});
+
+/**
+ * Moves webhooks' cursors past changes they do not get, to just before the first change they do
+ * (or to the horizon): an idle webhook then never pins the change log, never stops for a prune of
+ * changes it would not have sent, and its sweep and metrics read nothing behind it. Only webhooks
+ * without a stored batch, whose settings did not change meanwhile, and never a cursor behind
+ * pruned changes (that webhook stops, and must not jump the hole). `ids` null: every webhook.
+ * Positions only move forward, and never past a change the webhook gets (docs/delivery.md).
+ */
+export const advanceIdle = (ids: string[] | null): Query => ({
+  text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
+  n AS (
+    SELECT w.id, w.settings_version, coalesce(f.xid, h.horizon) AS xid, coalesce(f.id - 1, 0) AS seq
+      FROM webhooks w CROSS JOIN h
+      LEFT JOIN LATERAL (${firstMatch("w.cursor_xid", "w.cursor_seq", "h.horizon")}) f ON true
+     WHERE w.batch_id IS NULL AND w.cursor_xid < h.horizon AND ($1::bigint[] IS NULL OR w.id = ANY($1::bigint[]))
+       AND NOT ${behindPrune("changes", "w.shop_id", "w.cursor_xid", "w.cursor_seq")})
+  UPDATE webhooks w SET cursor_xid = n.xid, cursor_seq = n.seq
+    FROM n
+   WHERE w.id = n.id AND w.batch_id IS NULL AND w.settings_version = n.settings_version
+     AND (w.cursor_xid, w.cursor_seq) < (n.xid, n.seq)
+  RETURNING w.id`,
+  values: [ids],
 });
 
 // --- delivery --------------------------------------------------------------------------
 
-
-/**
- * Whether change `c` goes to webhook `w`: its entity (any action) or its entity and action is
- * subscribed, and, for an update when `w.fields` is set, one of those fields changed.
- */
-const MATCHES = `((c.entity || ':*') = ANY(w.subscriptions) OR (c.entity || ':' || c.change_type) = ANY(w.subscriptions))
-  AND (c.change_type <> 'update' OR cardinality(w.fields) = 0
-       OR EXISTS (SELECT 1 FROM json_object_keys(c.changed -> c.entity) k WHERE k = ANY(w.fields)))`;
 
 /** Seconds without a heartbeat after which an engine whose session is gone counts as dead. */
 export const DEAD_AFTER_SECONDS = 6;
@@ -258,16 +284,18 @@ export const forgetInstance = (owner: string): Query => ({ text: "DELETE FROM de
 export const pruneInstances = (): Query => ({ text: "DELETE FROM delivery_instances WHERE heartbeat_at < now() - interval '1 hour'", values: [] });
 
 /**
- * A lease is free when unset, run out, ours, or held by an engine that is gone: no heartbeat for
- * DEAD_AFTER_SECONDS and its heartbeat session ended (a killed process's sessions end at once).
- * An engine that is frozen (SIGSTOP, a long pause) keeps its session: its leases are only taken
- * over once they run out, and a live engine renews a lease before it could run out mid-request,
- * so two requests of one webhook are never in flight at once (docs/delivery.md).
+ * A lease is free when unset, run out, ours, or held by an engine that is gone: one recorded in
+ * delivery_instances with no heartbeat for DEAD_AFTER_SECONDS and whose heartbeat session ended
+ * (a killed process's sessions end at once). An engine that is frozen (SIGSTOP, a long pause)
+ * keeps its session: its leases are only taken over once they run out, and a live engine renews
+ * a lease before it could run out mid-request, so two requests of one webhook are never in
+ * flight at once (docs/delivery.md). An owner that is not an engine (RecoverWebhook, RetryDelivery,
+ * TestWebhook: src/api/exclusive.ts) holds its lease until it releases it or the lease runs out.
  */
-const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR NOT EXISTS (
+const LEASE_FREE = `(w.lease_until IS NULL OR w.lease_until < now() OR EXISTS (
   SELECT 1 FROM delivery_instances i WHERE i.owner = w.lease_owner
-     AND (i.heartbeat_at > now() - make_interval(secs => ${DEAD_AFTER_SECONDS})
-          OR EXISTS (SELECT 1 FROM pg_stat_get_activity(i.backend_pid) a WHERE a.pid = i.backend_pid))))`;
+     AND i.heartbeat_at <= now() - make_interval(secs => ${DEAD_AFTER_SECONDS})
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(i.backend_pid) a WHERE a.pid = i.backend_pid)))`;
 
 /**
  * Takes (or renews) the leases of these webhooks for `owner`; webhooks another live owner holds
@@ -288,10 +316,7 @@ export const acquireLeases = (ids: string[], owner: string, ttlSeconds: number, 
  */
 export const releaseLeases = (ids: string[], owner: string): Query => prepared({
   text: `UPDATE webhooks w SET lease_owner = NULL, lease_until = NULL WHERE w.id = ANY($1::bigint[]) AND w.lease_owner = $2
-         RETURNING w.id, w.state = 'ok' AND w.active AND EXISTS (
-           SELECT 1 FROM changes c
-            WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-              AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND ${MATCHES}) AS more`,
+         RETURNING w.id, w.state = 'ok' AND w.active AND EXISTS (${firstMatch("w.cursor_xid", "w.cursor_seq", "pg_snapshot_xmin(pg_current_snapshot())")}) AS more`,
   values: [ids, owner],
 });
 
@@ -443,10 +468,7 @@ export const sweep = (now: Date, limit: number): Query => ({
   text: `SELECT w.id FROM webhooks w
           WHERE w.active AND w.state <> 'stop' AND ${LEASE_FREE} AND (w.held_until IS NULL OR w.held_until < now())
             AND CASE WHEN w.state = 'retry' THEN w.next_attempt_at <= $1
-                     ELSE w.batch_id IS NOT NULL OR EXISTS (
-                       SELECT 1 FROM changes c
-                        WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq)
-                          AND c.xid < pg_snapshot_xmin(pg_current_snapshot()) AND ${MATCHES})
+                     ELSE w.batch_id IS NOT NULL OR EXISTS (${firstMatch("w.cursor_xid", "w.cursor_seq", "pg_snapshot_xmin(pg_current_snapshot())")})
                 END
           LIMIT $2`,
   values: [now, limit],
