@@ -17,7 +17,8 @@ import { IdAllocator } from "./db/ids.ts";
 import { loadMigrations, migrate, migrationsApplied } from "./db/migrate.ts";
 import { cursorSecret } from "./db/sql/settings.ts";
 import { USER_AGENT } from "./delivery/attempt.ts";
-import { DeliveryEngine } from "./delivery/engine.ts";
+import { CommitSignal } from "./delivery/commit-signal.ts";
+import { createWakeQueue, DeliveryEngine, scheduleWakes } from "./delivery/engine.ts";
 import { History } from "./delivery/history.ts";
 import { HttpSender } from "./delivery/http-sender.ts";
 import { AddressPolicy } from "./delivery/ssrf.ts";
@@ -51,7 +52,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
   let delivery: DeliveryEngine | undefined;
   let sender: HttpSender | undefined;
   try {
-    const applied = await migrate(db.pool);
+    const applied = await migrate(db.pool, { log });
     if (applied.length) log.info({ applied }, "migrations applied");
     const latest = Math.max(0, ...(await loadMigrations()).map((m) => m.version));
     const { rows: settings } = await db.pool.query<{ cursor_secret: string }>(cursorSecret());
@@ -68,21 +69,29 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     const history = new History(db.deliveryPool, ctx.ids, log);
     const metrics = new Metrics(db.pool);
     boss = await startBoss(ctx, db.url);
+    await createWakeQueue(boss);
+    // Peers learn of commits and webhook changes here by NOTIFY (delivery/commit-signal.ts).
+    const signal = new CommitSignal(db.pool, (err) => log.warn({ error: err.message }, "notify failed; peers find it at their next poll"));
     if (config.deliveryEnabled) {
       const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history, metrics, db.url);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
-      ctx.webhooksChanged = (shopId) => engine.invalidate(shopId);
-    }
+    } else ctx.onCommit = (c) => signal.committed(c);
+    ctx.webhooksChanged = (shopId) => {
+      delivery?.invalidate(shopId);
+      signal.webhooksChanged(shopId);
+    };
 
     // A lost wake-up only delays a webhook until the sweep: logged, never an RPC's failure.
+    const queue = boss;
     const wake = (id: string) =>
-      void delivery?.schedule([id]).catch((err: unknown) => log.warn({ webhookId: id, error: (err as Error).message }, "wake-up failed; the sweep delivers"));
+      void scheduleWakes(queue, [id]).catch((err: unknown) => log.warn({ webhookId: id, error: (err as Error).message }, "wake-up failed; the sweep delivers"));
     const server = createOnePortServer(
       createHttpHandler({
-        routes: routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake }),
+        // A delivery-only instance serves probes and metrics, no RPCs.
+        routes: config.apiEnabled ? routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake }) : () => undefined,
         interceptors: [edgeInterceptor(log, metrics), authInterceptor(db.pool)],
-        extra: plainRoutes([metricsRoute(metrics, config.metricsToken), dashboardRoute(log)]),
+        extra: plainRoutes(config.apiEnabled ? [metricsRoute(metrics, config.metricsToken), dashboardRoute(log)] : [metricsRoute(metrics, config.metricsToken)]),
         bodyLimitBytes: config.bodyLimitBytes,
         log,
         ready: () => migrationsApplied(db.pool, latest),
@@ -99,6 +108,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         log.info({ inFlight: server.inFlight(), deliveries: delivery?.deliverer.busy ?? 0 }, "shutting down");
         await server.close(config.shutdownTimeoutMs);
         await delivery?.stop(config.shutdownTimeoutMs);
+        await signal.flush();
         await sender?.close();
         await boss?.stop({ graceful: true, timeout: config.shutdownTimeoutMs });
         await db.close();

@@ -4,6 +4,9 @@
  */
 import path from "node:path";
 
+export const ROLES = ["all", "api", "delivery"] as const;
+export type Role = (typeof ROLES)[number];
+
 export interface Config {
   /** HTTP/1.1 + HTTP/2 (gRPC) port. `PORT`, default 8080; 0 picks a free port. */
   port: number;
@@ -59,10 +62,20 @@ export interface Config {
   retryWindowHours: number;
   /** Webhook deliveries in flight at once in one instance. `SHOPHOOK_DELIVERY_CONCURRENCY`, default 2000. */
   deliveryConcurrency: number;
-  /** How often the safety-net sweep looks for webhooks with undelivered changes. `SHOPHOOK_SWEEP_INTERVAL_MS`, default 1000. */
+  /** How often the due sweep (retries due, orphaned leases) and the change watcher's poll run. `SHOPHOOK_SWEEP_INTERVAL_MS`, default 1000. */
   sweepIntervalMs: number;
-  /** Run the delivery engine in this process. `SHOPHOOK_DELIVERY_ENABLED`, default true. */
+  /** How often every webhook is checked for undelivered changes (the last safety net). `SHOPHOOK_FULL_SWEEP_INTERVAL_MS`, default 300000. */
+  fullSweepIntervalMs: number;
+  /**
+   * What this instance does. `SHOPHOOK_ROLE` (or `serve --role`): `all` (default), `api` (serves
+   * the API, delivers nothing), `delivery` (delivers; serves only probes and metrics).
+   * `SHOPHOOK_DELIVERY_ENABLED=false` is the older spelling of `api`.
+   */
+  role: Role;
+  /** Run the delivery engine in this process: role `all` or `delivery`. */
   deliveryEnabled: boolean;
+  /** Serve the RPCs and the dashboard: role `all` or `api`. */
+  apiEnabled: boolean;
   /** Longest wait a receiver's 429 Retry-After can ask for. `SHOPHOOK_RETRY_AFTER_MAX_SECONDS`, default 3600. */
   retryAfterMaxSeconds: number;
   /** Days of delivery history kept. `SHOPHOOK_DELIVERY_HISTORY_DAYS`, default 30. */
@@ -109,6 +122,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = str(env, "LOG_LEVEL", "info");
   const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
   if (!levels.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${levels.join(", ")}, got "${logLevel}"`);
+  const role = str(env, "SHOPHOOK_ROLE", bool(env, "SHOPHOOK_DELIVERY_ENABLED", true) ? "all" : "api") as Role;
+  if (!ROLES.includes(role)) throw new ConfigError(`SHOPHOOK_ROLE must be one of ${ROLES.join(", ")}, got "${role}"`);
+  if (role === "delivery" && !bool(env, "SHOPHOOK_DELIVERY_ENABLED", true)) throw new ConfigError("SHOPHOOK_ROLE=delivery contradicts SHOPHOOK_DELIVERY_ENABLED=false");
   const config: Config = {
     port: int(env, "PORT", 8080, 0, 65535),
     host: str(env, "HOST", "127.0.0.1"),
@@ -135,7 +151,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryWindowHours: int(env, "SHOPHOOK_RETRY_WINDOW_HOURS", 72, 1, 24 * 90),
     deliveryConcurrency: int(env, "SHOPHOOK_DELIVERY_CONCURRENCY", 2000, 1, 100_000),
     sweepIntervalMs: int(env, "SHOPHOOK_SWEEP_INTERVAL_MS", 1000, 10, 600_000),
-    deliveryEnabled: bool(env, "SHOPHOOK_DELIVERY_ENABLED", true),
+    fullSweepIntervalMs: int(env, "SHOPHOOK_FULL_SWEEP_INTERVAL_MS", 300_000, 1000, 86_400_000),
+    role,
+    deliveryEnabled: role !== "api",
+    apiEnabled: role !== "delivery",
     retryAfterMaxSeconds: int(env, "SHOPHOOK_RETRY_AFTER_MAX_SECONDS", 3600, 1, 86_400),
     deliveryHistoryDays: int(env, "SHOPHOOK_DELIVERY_HISTORY_DAYS", 30, 1, 3650),
     metricsToken: env.SHOPHOOK_METRICS_TOKEN || undefined,

@@ -53,10 +53,13 @@ async function withDb<T>(fn: (db: Database) => Promise<T>, opts: { migrate?: boo
 const commands: Record<string, Command> = {
   serve: {
     keepsRunning: true,
-    usage: "shophook serve",
+    usage: "shophook serve [--role all|api|delivery]",
     summary: "Start the API server (and, without DATABASE_URL, the embedded PostgreSQL). SIGTERM stops it gracefully.",
-    async run() {
-      const config = loadConfig();
+    options: {
+      role: { type: "string", doc: "all (default): API and delivery; api: API only; delivery: delivery only (probes and metrics served). Same as SHOPHOOK_ROLE" },
+    },
+    async run(_args, flags) {
+      const config = loadConfig(flags.role === undefined ? process.env : { ...process.env, SHOPHOOK_ROLE: String(flags.role) });
       const log = createLogger(config.logLevel);
       const state: { app?: App; signal?: string; stopping?: boolean } = {};
       const shutdown = () => {

@@ -114,7 +114,11 @@ export class Deliverer {
       const id = this.waiting.shift()!;
       this.waitingSet.delete(id);
       const turn = this.turn(id)
-        .catch((err: unknown) => this.report("error", `turn:${(err as Error).message}`, { error: (err as Error).message, webhookId: id }, "delivery turn failed; the sweep retries it"))
+        .catch((err: unknown) => {
+          this.report("error", `turn:${(err as Error).message}`, { error: (err as Error).message, webhookId: id }, "delivery turn failed; retried in a second");
+          // Durable: whichever instance is free takes it (a lost one is the full sweep's).
+          this.deps.schedule(id, new Date(Date.now() + 1000)).catch(() => undefined);
+        })
         .finally(() => {
           this.running.delete(id);
           if (this.again.delete(id)) this.wake(id);

@@ -1,15 +1,19 @@
 /**
- * The delivery engine: how webhooks get their turns.
+ * The delivery engine: how webhooks get their turns, in one process or across a fleet.
  *
- * - A committed write signals its shop, what it wrote (entity:change_type) and transaction id. Once every older
- *   transaction has finished (the change is below the feed's horizon), the shop's matching
- *   webhooks get a wake-up job.
- * - Wake-ups are pg-boss jobs on a notify queue (policy "short": at most one waiting wake-up per
- *   webhook, so bursts collapse). Any instance's worker may take them; it hands each webhook to
- *   its Deliverer and completes the jobs at once, so a slow endpoint never holds a batch of jobs.
- * - A failed batch schedules a delayed wake-up (startAfter = next attempt) under its own key.
- * - A sweep (every `sweepIntervalMs`) wakes webhooks with undelivered changes or a due retry that
- *   nobody is delivering: the safety net after crashes, and the path tests use with a hand-moved clock.
+ * - The change watcher (change-watcher.ts) reads every commit from the change log below the
+ *   feed's horizon, whichever instance made it, and wakes the shop's webhooks that subscribe to
+ *   what it wrote. A commit in this process triggers it at once; an API-only instance NOTIFYs
+ *   (commit-signal.ts) and the listener here triggers it; a poll every `sweepIntervalMs` is the
+ *   backstop. So a commit on any instance wakes delivery within milliseconds.
+ * - Retries and RPC-requested wake-ups are pg-boss jobs on a notify queue (policy "short": at
+ *   most one waiting wake-up per webhook). Any instance's worker may take them; it hands each
+ *   webhook to its Deliverer and completes the jobs at once.
+ * - The due sweep (every `sweepIntervalMs`) wakes what is due and has nobody delivering it: a
+ *   retry whose time has come, a stored batch without a turn, a dead engine's lease. It reads
+ *   partial indexes only, so idle webhooks cost nothing however many there are.
+ * - The full sweep (at start, when the listener reconnects, every `fullSweepIntervalMs`) looks
+ *   at every webhook: whatever a lost notification or a crash left undelivered.
  *
  * Wake-ups are only hints: the webhook row (cursor, batch, lease) is the truth. See docs/delivery.md.
  */
@@ -17,8 +21,11 @@ import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { PgBoss } from "pg-boss";
 import type { AppContext } from "../context.ts";
+import { Listener } from "../db/listener.ts";
 import * as sql from "../db/sql/webhooks.ts";
+import { CHANGES_CHANNEL, WEBHOOKS_CHANNEL } from "../db/sql/watch.ts";
 import type { Committed } from "../store/write.ts";
+import { ChangeWatcher } from "./change-watcher.ts";
 import { Deliverer } from "./deliverer.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { subscribes } from "./topics.ts";
@@ -28,31 +35,39 @@ import type { Metrics } from "../metrics.ts";
 import { oldestWriter } from "../db/sql/metrics.ts";
 import { throttled } from "../logger.ts";
 
-/** Whether a webhook subscribes to any of a shop's committed events (entity:change_type). */
-const wants = (h: ShopHooks["hooks"][number], events: Set<string>) => [...events].some((e) => subscribes(h.subscriptions, e));
-
 export const WAKE_QUEUE = "webhook-wake";
 /** How long a shop's webhook list is cached (see `hooks`). */
 const HOOKS_TTL_MS = 30_000;
-const HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon";
-/** Waits before re-checking a change that is not yet below the horizon. */
-const HORIZON_BACKOFF_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+/** Webhooks read per page of the full sweep. */
+const FULL_SWEEP_PAGE = 5_000;
 
 interface ShopHooks {
   hooks: Array<{ id: string; subscriptions: string[] }>;
   at: number;
 }
 
+/** Creates the wake-up queue (idempotent): any instance may schedule, delivery instances work it. */
+export async function createWakeQueue(boss: PgBoss): Promise<void> {
+  await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
+}
+
+/** Durable wake-ups for webhooks, now or at `at`: whichever delivery instance is free takes them. */
+export async function scheduleWakes(boss: PgBoss, ids: string[], at?: Date): Promise<void> {
+  if (!ids.length) return;
+  const jobs = ids.map((id) => (at ? { data: { webhookId: id }, singletonKey: `${id}:retry`, startAfter: at } : { data: { webhookId: id }, singletonKey: id }));
+  await boss.insert(WAKE_QUEUE, jobs);
+}
+
 export class DeliveryEngine {
   readonly deliverer: Deliverer;
   private readonly ctx: AppContext;
   private readonly boss: PgBoss;
-  private pending = new Map<string, { events: Set<string>; xid: bigint }>();
-  private flushing: Promise<void> | undefined;
-  private flushTimer: NodeJS.Timeout | undefined;
-  private backoff = 0;
+  private readonly watcher: ChangeWatcher;
+  private readonly listener: Listener;
   private readonly hooksByShop = new Map<string, ShopHooks>();
   private sweepTimer: NodeJS.Timeout | undefined;
+  private fullSweepTimer: NodeJS.Timeout | undefined;
+  private fullSweeping: Promise<number> | undefined;
   private readonly heartbeat: Heartbeat;
   private stallTimer: NodeJS.Timeout | undefined;
   private stallWarnedAt = 0;
@@ -67,6 +82,21 @@ export class DeliveryEngine {
     this.heartbeat = new Heartbeat(databaseUrl, this.owner);
     this.report = throttled(ctx.log);
     this.boss = boss;
+    this.watcher = new ChangeWatcher(ctx.pool, (byShop) => this.dispatch(byShop), (err) => this.report("warn", "watch", { error: err.message }, "change watcher failed; it reads again at the next poll"));
+    this.listener = new Listener({
+      url: databaseUrl,
+      channels: [CHANGES_CHANNEL, WEBHOOKS_CHANNEL],
+      onNotify: (channel, payload) => {
+        if (channel === WEBHOOKS_CHANNEL) return this.invalidate(payload);
+        this.watcher.trigger(/^\d+$/.test(payload) ? BigInt(payload) : undefined);
+      },
+      // Notifications may have been lost while disconnected: forget cached subscriptions, look at everything.
+      onConnect: () => {
+        this.hooksByShop.clear();
+        void this.fullSweep().catch((err: unknown) => this.report("warn", "sweep", { error: (err as Error).message }, "full sweep failed"));
+      },
+      onError: (err) => this.report("warn", "listen", { error: err.message }, "listener connection failed; retrying"),
+    });
     this.deliverer = new Deliverer({
       pool: ctx.pool,
       log: ctx.log,
@@ -88,7 +118,7 @@ export class DeliveryEngine {
     await engine.heartbeat.beat();
     await ctx.pool.query(sql.pruneInstances());
     engine.heartbeat.start(2_000, (err) => engine.report("warn", "heartbeat", { error: err.message }, "heartbeat failed"));
-    await boss.createQueue(WAKE_QUEUE, { policy: "short", notify: true, retryLimit: 0, expireInSeconds: 60, deleteAfterSeconds: 3600 });
+    await createWakeQueue(boss);
     await boss.work<{ webhookId: string }>(
       WAKE_QUEUE,
       { batchSize: 100, localConcurrency: 2, burstWhenBatchFull: true, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 },
@@ -96,19 +126,24 @@ export class DeliveryEngine {
         for (const job of jobs) engine.deliverer.wake(job.data.webhookId);
       },
     );
-    engine.sweepTimer = setInterval(() => void engine.sweep().catch((err: unknown) => engine.report("warn", "sweep", { error: (err as Error).message }, "sweep failed")), ctx.config.sweepIntervalMs);
+    const { sweepIntervalMs, fullSweepIntervalMs } = ctx.config;
+    // The watcher starts at the horizon; the listener's first connect runs the full sweep for what is older.
+    await engine.watcher.start(sweepIntervalMs);
+    await engine.listener.start();
+    const failed = (what: string) => (err: unknown) => engine.report("warn", what, { error: (err as Error).message }, `${what} failed`);
+    engine.sweepTimer = setInterval(() => void engine.sweep().catch(failed("sweep")), sweepIntervalMs);
     engine.sweepTimer.unref();
+    engine.fullSweepTimer = setInterval(() => void engine.fullSweep().catch(failed("full sweep")), fullSweepIntervalMs);
+    engine.fullSweepTimer.unref();
     engine.stallTimer = setInterval(() => void engine.checkStall().catch(() => undefined), 10_000);
     engine.stallTimer.unref();
-    void engine.sweep().catch(() => undefined);
     return engine;
   }
 
   /** Durable wake-ups for webhooks, now or at `at`. */
   async schedule(ids: string[], at?: Date): Promise<void> {
-    if (!ids.length || this.stopped) return;
-    const jobs = ids.map((id) => (at ? { data: { webhookId: id }, singletonKey: `${id}:retry`, startAfter: at } : { data: { webhookId: id }, singletonKey: id }));
-    await this.boss.insert(WAKE_QUEUE, jobs);
+    if (this.stopped) return;
+    await scheduleWakes(this.boss, ids, at);
   }
 
   /** Forgets cached subscriptions of a shop (its webhooks changed). */
@@ -116,59 +151,17 @@ export class DeliveryEngine {
     this.hooksByShop.delete(shopId);
   }
 
-  /** A write committed: its webhooks get a wake-up once it is below the horizon. */
+  /** A write committed in this process: the watcher reads it (once it is below the horizon). */
   committed(c: Committed): void {
-    const p = this.pending.get(c.shopId);
-    const xid = BigInt(c.xid);
-    if (p) {
-      for (const e of c.events) p.events.add(e);
-      if (xid > p.xid) p.xid = xid;
-    } else this.pending.set(c.shopId, { events: new Set(c.events), xid });
-    if (!this.flushing && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 0);
+    this.watcher.trigger(BigInt(c.xid));
   }
 
-  private flush() {
-    this.flushTimer = undefined;
-    this.flushing = this.flushOnce()
-      .catch((err: unknown) => this.report("warn", "dispatch", { error: (err as Error).message }, "wake-up dispatch failed; the sweep will catch up"))
-      .finally(() => {
-        this.flushing = undefined;
-        if (this.pending.size && !this.stopped) {
-          this.flushTimer = setTimeout(() => this.flush(), HORIZON_BACKOFF_MS[Math.min(this.backoff++, HORIZON_BACKOFF_MS.length - 1)]);
-        }
-      });
-  }
-
-  private async flushOnce() {
-    const batch = this.pending;
-    this.pending = new Map();
-    // Shops without a matching webhook need nothing (the common case on a busy shop without hooks).
-    const hooks = await this.hooks([...batch.keys()]);
-    for (const [shopId, p] of batch) {
-      if (!hooks.get(shopId)!.some((h) => wants(h, p.events))) batch.delete(shopId);
+  /** The watcher read commits: wake each shop's webhooks that subscribe to what was written. */
+  private async dispatch(byShop: Map<string, string[]>): Promise<void> {
+    const hooks = await this.hooks([...byShop.keys()]);
+    for (const [shopId, events] of byShop) {
+      for (const h of hooks.get(shopId)!) if (events.some((e) => subscribes(h.subscriptions, e))) this.deliverer.wake(h.id);
     }
-    if (!batch.size) return;
-    const horizon = BigInt((await this.ctx.pool.query<{ horizon: string }>(HORIZON)).rows[0]!.horizon);
-    const ids: string[] = [];
-    let waiting = false;
-    for (const [shopId, p] of batch) {
-      if (p.xid >= horizon) {
-        // An older transaction is still open: wait until this change is deliverable.
-        const again = this.pending.get(shopId);
-        if (again) {
-          for (const e of p.events) again.events.add(e);
-          if (p.xid > again.xid) again.xid = p.xid;
-        } else this.pending.set(shopId, p);
-        waiting = true;
-        continue;
-      }
-      for (const h of hooks.get(shopId)!) if (wants(h, p.events)) ids.push(h.id);
-    }
-    if (!waiting) this.backoff = 0;
-    // Woken here, in the process that saw the commit: no round trip through a job. Durability
-    // needs no job either: a crash before delivery leaves the changes past the cursor, and the
-    // sweep (or a peer's, once our leases die) finds them.
-    for (const id of ids) this.deliverer.wake(id);
   }
 
   /**
@@ -194,14 +187,33 @@ export class DeliveryEngine {
     return out;
   }
 
-  /** Wakes every webhook that has work nobody is doing; returns how many. */
+  /** Wakes webhooks with something due (a retry, an orphaned batch or lease) and reads new commits; returns how many were woken. */
   async sweep(): Promise<number> {
     if (this.stopped) return 0;
     const now = Date.now();
     for (const [shopId, c] of this.hooksByShop) if (now - c.at >= HOOKS_TTL_MS) this.hooksByShop.delete(shopId);
-    const { rows } = await this.ctx.pool.query<{ id: string }>(sql.sweep(this.ctx.clock.now(), 10_000));
+    this.watcher.trigger();
+    const { rows } = await this.ctx.pool.query<{ id: string }>(sql.dueSweep(this.ctx.clock.now(), 10_000));
     for (const r of rows) this.deliverer.wake(r.id);
     return rows.length;
+  }
+
+  /** Wakes every webhook that has undelivered changes or a due retry and nobody delivering; returns how many. */
+  fullSweep(): Promise<number> {
+    return (this.fullSweeping ??= this.fullSweepOnce().finally(() => (this.fullSweeping = undefined)));
+  }
+
+  private async fullSweepOnce(): Promise<number> {
+    let after = "0";
+    let woken = 0;
+    for (;;) {
+      if (this.stopped) return woken;
+      const { rows } = await this.ctx.pool.query<{ id: string }>(sql.fullSweep(this.ctx.clock.now(), after, FULL_SWEEP_PAGE));
+      for (const r of rows) this.deliverer.wake(r.id);
+      woken += rows.length;
+      if (rows.length < FULL_SWEEP_PAGE) return woken;
+      after = rows.at(-1)!.id;
+    }
   }
 
   /**
@@ -226,9 +238,11 @@ export class DeliveryEngine {
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweepTimer);
+    clearInterval(this.fullSweepTimer);
     clearInterval(this.stallTimer);
-    clearTimeout(this.flushTimer);
-    await this.flushing;
+    await this.listener.stop();
+    await this.watcher.stop();
+    await this.fullSweeping?.catch(() => undefined);
     await this.boss.offWork(WAKE_QUEUE).catch(() => undefined);
     await this.deliverer.stop(timeoutMs);
     await this.heartbeat.stop();

@@ -459,17 +459,38 @@ export const batchFailed = (
   values: [id, owner, f.state, f.attempts, f.failingSince, f.nextAttemptAt, f.sentAt, JSON.stringify(f.lastError), f.disabledReason ?? null],
 });
 
+/** A webhook that may get a turn now: delivering, nobody holds its lease, not held. */
+const SWEEPABLE = `w.active AND w.state <> 'stop' AND ${LEASE_FREE} AND (w.held_until IS NULL OR w.held_until < now())`;
+
 /**
- * Webhooks that need a turn and nobody is delivering: a due retry, or (state ok) deliverable
- * changes after the cursor. The safety net behind wake-ups (lost after a crash, or never sent
- * because a change became deliverable only when some other transaction finished).
+ * Webhooks with something due and nobody delivering: a retry whose time has come, a stored batch
+ * with no turn (its sender ended or died), a lease left by an engine that is gone. Each from its
+ * own partial index (migration 0007): idle webhooks are never read, however many there are.
+ * Changes committed since are the change watcher's (delivery/change-watcher.ts).
  */
-export const sweep = (now: Date, limit: number): Query => ({
+export const dueSweep = (now: Date, limit: number): Query =>
+  prepared({
+    text: `SELECT w.id FROM webhooks w
+            WHERE w.id IN (SELECT id FROM webhooks WHERE state = 'retry' AND next_attempt_at <= $1
+                           UNION ALL SELECT id FROM webhooks WHERE batch_id IS NOT NULL AND state = 'ok'
+                           UNION ALL SELECT id FROM webhooks WHERE lease_owner IS NOT NULL)
+              AND (w.state <> 'retry' OR w.next_attempt_at <= $1) AND ${SWEEPABLE}
+            LIMIT $2`,
+    values: [now, limit],
+  });
+
+/**
+ * Every webhook that needs a turn and nobody is delivering: a due retry, or (state ok) changes
+ * after the cursor that it gets. Reads every webhook (an index probe per subscribed entity): run
+ * at start, when the listener reconnects (notifications may have been lost), and every
+ * SHOPHOOK_FULL_SWEEP_INTERVAL_MS as the last safety net; a page at a time, in id order.
+ */
+export const fullSweep = (now: Date, afterId: string, limit: number): Query => ({
   text: `SELECT w.id FROM webhooks w
-          WHERE w.active AND w.state <> 'stop' AND ${LEASE_FREE} AND (w.held_until IS NULL OR w.held_until < now())
+          WHERE w.id > $3 AND ${SWEEPABLE}
             AND CASE WHEN w.state = 'retry' THEN w.next_attempt_at <= $1
                      ELSE w.batch_id IS NOT NULL OR EXISTS (${firstMatch("w.cursor_xid", "w.cursor_seq", "pg_snapshot_xmin(pg_current_snapshot())")})
                 END
-          LIMIT $2`,
-  values: [now, limit],
+          ORDER BY w.id LIMIT $2`,
+  values: [now, limit, afterId],
 });
