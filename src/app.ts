@@ -52,13 +52,14 @@ export async function startApp(config: Config, log: Logger = createLogger(config
   let delivery: DeliveryEngine | undefined;
   let sender: HttpSender | undefined;
   try {
-    const applied = await migrate(db.pool, { log });
+    const applied = await migrate(db.directPool, { log });
     if (applied.length) log.info({ applied }, "migrations applied");
     const latest = Math.max(0, ...(await loadMigrations()).map((m) => m.version));
     const { rows: settings } = await db.pool.query<{ cursor_secret: string }>(cursorSecret());
     const ctx: AppContext = {
       config,
       pool: db.pool,
+      readPool: db.readPool,
       log,
       cursors: new Cursors(settings[0]!.cursor_secret),
       ids: new IdAllocator(db.pool),

@@ -12,8 +12,12 @@ export interface Config {
   port: number;
   /** Interface to listen on. `HOST`, default 127.0.0.1 (set 0.0.0.0 to expose). */
   host: string;
-  /** PostgreSQL URL. `DATABASE_URL`; unset starts an embedded PostgreSQL. */
+  /** PostgreSQL URL. `DATABASE_URL`; unset starts an embedded PostgreSQL. A direct (or session-pooled) connection: LISTEN, leases, pg-boss and migrations need sessions. */
   databaseUrl: string | undefined;
+  /** The API's queries through a transaction-mode pooler (PgBouncer). `SHOPHOOK_API_DATABASE_URL`; unset: DATABASE_URL. */
+  apiDatabaseUrl: string | undefined;
+  /** Reads (List*, GetChanges, Get*) from a streaming replica. `SHOPHOOK_READ_DATABASE_URL`; unset: the API's database. */
+  readDatabaseUrl: string | undefined;
   /** Data directory of the embedded PostgreSQL. `SHOPHOOK_DATA_DIR`, default `<project>/.data/postgres`. */
   embeddedDataDir: string;
   /** Port of the embedded PostgreSQL. `SHOPHOOK_EMBEDDED_PG_PORT`, default 54329. */
@@ -129,6 +133,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: int(env, "PORT", 8080, 0, 65535),
     host: str(env, "HOST", "127.0.0.1"),
     databaseUrl: env.DATABASE_URL || undefined,
+    apiDatabaseUrl: env.SHOPHOOK_API_DATABASE_URL || undefined,
+    readDatabaseUrl: env.SHOPHOOK_READ_DATABASE_URL || undefined,
     embeddedDataDir: path.resolve(str(env, "SHOPHOOK_DATA_DIR", path.join(projectRoot, ".data", "postgres"))),
     embeddedPort: int(env, "SHOPHOOK_EMBEDDED_PG_PORT", 54329, 1, 65535),
     dbPoolSize: int(env, "SHOPHOOK_DB_POOL_SIZE", 20, 2, 1000),
@@ -160,6 +166,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: env.SHOPHOOK_METRICS_TOKEN || undefined,
     stallWarnSeconds: int(env, "SHOPHOOK_STALL_WARN_SECONDS", 30, 1, 86_400),
   };
+  if ((config.apiDatabaseUrl || config.readDatabaseUrl) && !config.databaseUrl) {
+    throw new ConfigError("SHOPHOOK_API_DATABASE_URL and SHOPHOOK_READ_DATABASE_URL need DATABASE_URL (the embedded PostgreSQL has neither a pooler nor a replica)");
+  }
   if (config.webhookBacklogMaxHours < config.retryWindowHours) {
     throw new ConfigError(
       `SHOPHOOK_WEBHOOK_BACKLOG_MAX_HOURS (${config.webhookBacklogMaxHours}) must be at least SHOPHOOK_RETRY_WINDOW_HOURS (${config.retryWindowHours}): a retrying webhook's changes must outlive its retries`,

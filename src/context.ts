@@ -10,6 +10,8 @@ import type { Logger } from "./logger.ts";
 export interface AppContext {
   config: Config;
   pool: Pool;
+  /** Feed reads (List*, GetChanges): a streaming replica when SHOPHOOK_READ_DATABASE_URL is set, else `pool`. */
+  readPool: Pool;
   log: Logger;
   /** Signs and checks paging cursors (secret from the settings table). */
   cursors: Cursors;

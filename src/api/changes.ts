@@ -11,7 +11,7 @@ import { type ChangeRow, changesAfter } from "../db/sql/lists.ts";
 import { ENTITY_NAMES } from "../entities/model.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
-import { cursorExpired, maxPosition, pageLimit, readSettled } from "./paging.ts";
+import { cursorExpired, maxPosition, pageLimit, readerOf, readSettled } from "./paging.ts";
 
 export function validateEntities(field: string, entities: string[]): string[] {
   const seen = new Set<string>();
@@ -51,7 +51,7 @@ export function getChanges(ctx: AppContext) {
     }
     const query = changesAfter(shopId, pos[0]!, pos[1]!, entities, limit, Boolean(req.paging?.after));
     const rows = await readSettled(
-      () => ctx.pool.query<ChangeRow>(query).then((r) => r.rows),
+      () => readerOf(ctx, hc).query<ChangeRow>(query).then((r) => r.rows),
       (rs) => rs.filter((r) => r.id !== null).length === limit,
     );
     if (rows[0]!.expired) throw cursorExpired(ctx, "paging.after");

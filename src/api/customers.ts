@@ -7,7 +7,7 @@ import { createOne, updateOne } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
 import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
-import { idsFilter, listPage } from "./paging.ts";
+import { idsFilter, listPage, readerOf } from "./paging.ts";
 import { STATUSES } from "./products.ts";
 import { ifSet, oneOf, patchOf, requireId, text } from "./validate.ts";
 
@@ -83,7 +83,7 @@ export function customerService(ctx: AppContext): ServiceImpl<typeof Customer> {
 
     async listCustomers(req, hc) {
       const shopId = principal(hc).shopId;
-      const { rows, paging } = await listPage(ctx, shopId, C, "customers", req.paging, req.includeDeleted, idsFilter("id", "filter.id", req.filter?.id ?? []));
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, C, "customers", req.paging, req.includeDeleted, idsFilter("id", "filter.id", req.filter?.id ?? []));
       return { customers: rows.map(C.toMessage), paging };
     },
   };

@@ -15,7 +15,7 @@ import { principal } from "./auth.ts";
 import { failedPrecondition } from "./errors.ts";
 import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
 import { activeFulfillments, FINAL_STATES } from "./orders.ts";
-import { idsFilter, listPage } from "./paging.ts";
+import { idsFilter, listPage, readerOf } from "./paging.ts";
 import { ifSet, money, oneOf, patchOf, requireId, text } from "./validate.ts";
 
 export const SHIPPING_STATES = ["created", "picking", "holding", "delivering", "delivered", "undeliverable", "returning", "returned", "cancelled"] as const;
@@ -152,7 +152,7 @@ export function fulfillmentService(ctx: AppContext): ServiceImpl<typeof Fulfillm
     async listFulfillments(req, hc) {
       const shopId = principal(hc).shopId;
       const filters = [...idsFilter("id", "filter.id", req.filter?.id ?? []), ...idsFilter("order_id", "filter.order_id", req.filter?.orderId ?? [])];
-      const { rows, paging } = await listPage(ctx, shopId, F, "fulfillments", req.paging, req.includeDeleted, filters);
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, F, "fulfillments", req.paging, req.includeDeleted, filters);
       return { fulfillments: rows.map(F.toMessage), paging };
     },
   };

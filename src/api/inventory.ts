@@ -7,7 +7,7 @@ import { write } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
 import { live, readLive } from "./entity-rpc.ts";
-import { idsFilter, listPage } from "./paging.ts";
+import { idsFilter, listPage, readerOf } from "./paging.ts";
 import { quantity, requireId } from "./validate.ts";
 
 const MAX_QTY = 1_000_000_000;
@@ -34,7 +34,7 @@ export function inventoryService(ctx: AppContext): ServiceImpl<typeof Inventory>
     async listInventoryLevels(req, hc) {
       const shopId = principal(hc).shopId;
       const filters = idsFilter("variant_id", "filter.variant_id", req.filter?.variantId ?? []);
-      const { rows, paging } = await listPage(ctx, shopId, IL, "inventory_levels", req.paging, req.includeDeleted, filters);
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, IL, "inventory_levels", req.paging, req.includeDeleted, filters);
       return { inventoryLevels: rows.map(IL.toMessage), paging };
     },
 

@@ -17,7 +17,7 @@ import { createOne, updateOne, write, type Writer } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
 import { live, readLive, removed, removeOne } from "./entity-rpc.ts";
-import { idsFilter, listPage, valuesFilter } from "./paging.ts";
+import { idsFilter, listPage, valuesFilter , readerOf } from "./paging.ts";
 import { ifSet, MONEY_MAX, money, optionalId, patchOf, quantity, requireId, text } from "./validate.ts";
 
 export const ORDER_STATUSES = ["created", "processing", "completed", "cancelled"] as const;
@@ -239,7 +239,7 @@ export function orderService(ctx: AppContext): ServiceImpl<typeof Order> {
         ...idsFilter("customer_id", "filter.customer_id", req.filter?.customerId ?? []),
         ...valuesFilter("status", "filter.status", req.filter?.status ?? [], ORDER_STATUSES),
       ];
-      const { rows, paging } = await listPage(ctx, shopId, O, "orders", req.paging, req.includeDeleted, filters);
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, O, "orders", req.paging, req.includeDeleted, filters);
       return { orders: rows.map(O.toMessage), paging };
     },
   };

@@ -10,7 +10,9 @@
 import { create } from "@bufbuild/protobuf";
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { type PageInfo, PageInfoSchema, type Paging } from "../../gen/shop/common_pb.ts";
+import type { HandlerContext } from "@connectrpc/connect";
 import type { AppContext } from "../context.ts";
+import type { Pool } from "../db/pool.ts";
 import { type Filter, listRows, type Sort } from "../db/sql/lists.ts";
 import type { BaseRow, EntityDef } from "../entities/model.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
@@ -99,9 +101,22 @@ export function valuesFilter(column: string, field: string, values: string[], al
   return [{ column, values, type: "text" }];
 }
 
-/** Runs one List* page: validates paging, reads rows, and builds paging.next/prev. */
+/** The request header that asks for reads from the primary (read-your-writes) when a replica serves reads. */
+export const CONSISTENCY_HEADER = "x-shophook-consistency";
+
+/**
+ * Where a feed read goes: the replica (SHOPHOOK_READ_DATABASE_URL) unless the caller asks for
+ * `x-shophook-consistency: strong` (read-your-writes: the primary). Either way the page is
+ * gap-free: its horizon is taken where it is read, and positions are the same on both.
+ */
+export function readerOf(ctx: AppContext, hc: HandlerContext): Pool {
+  return hc.requestHeader.get(CONSISTENCY_HEADER)?.trim().toLowerCase() === "strong" ? ctx.pool : ctx.readPool;
+}
+
+/** Runs one List* page: validates paging, reads rows (from `pool`), and builds paging.next/prev. */
 export async function listPage<R extends BaseRow>(
   ctx: AppContext,
+  pool: Pool,
   shopId: string,
   def: EntityDef<R>,
   list: string,
@@ -127,7 +142,7 @@ export async function listPage<R extends BaseRow>(
   const query = listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters });
   const keyOf = (r: R) => (r as unknown as Record<string, string | null>)[def.key];
   const raw = await readSettled(
-    () => ctx.pool.query<R & { horizon: string; held: boolean; expired: boolean }>(query).then((r) => r.rows),
+    () => pool.query<R & { horizon: string; held: boolean; expired: boolean }>(query).then((r) => r.rows),
     (rs) => rs.filter((r) => keyOf(r) !== null).length === limit,
   );
   if (raw[0]!.expired) throw cursorExpired(ctx, field);

@@ -10,7 +10,7 @@ import { variantEntity, type VariantRow } from "../entities/variant.ts";
 import { createOne, updateOne, write, type Writer } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { live, readLive, removed } from "./entity-rpc.ts";
-import { idsFilter, listPage } from "./paging.ts";
+import { idsFilter, listPage, readerOf } from "./paging.ts";
 import { ifSet, money, oneOf, patchOf, requireId, text, urls } from "./validate.ts";
 
 export const STATUSES = ["active", "inactive"] as const;
@@ -117,7 +117,7 @@ export function productService(ctx: AppContext): ServiceImpl<typeof Product> {
     async listProducts(req, hc) {
       const shopId = principal(hc).shopId;
       const filters = idsFilter("id", "filter.id", req.filter?.id ?? []);
-      const { rows, paging } = await listPage(ctx, shopId, P, "products", req.paging, req.includeDeleted, filters);
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, P, "products", req.paging, req.includeDeleted, filters);
       return { products: await withVariants(ctx, shopId, rows), paging };
     },
   };

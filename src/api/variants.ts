@@ -9,7 +9,7 @@ import { updateOne, write } from "../store/write.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
 import { live, readLive, removed } from "./entity-rpc.ts";
-import { idsFilter, listPage } from "./paging.ts";
+import { idsFilter, listPage, readerOf } from "./paging.ts";
 import { STATUSES } from "./products.ts";
 import { ifSet, money, oneOf, patchOf, requireId, text, urls } from "./validate.ts";
 
@@ -98,7 +98,7 @@ export function variantService(ctx: AppContext): ServiceImpl<typeof Variant> {
     async listVariants(req, hc) {
       const shopId = principal(hc).shopId;
       const filters = [...idsFilter("id", "filter.id", req.filter?.id ?? []), ...idsFilter("product_id", "filter.product_id", req.filter?.productId ?? [])];
-      const { rows, paging } = await listPage(ctx, shopId, V, "variants", req.paging, req.includeDeleted, filters);
+      const { rows, paging } = await listPage(ctx, readerOf(ctx, hc), shopId, V, "variants", req.paging, req.includeDeleted, filters);
       return { shopVariants: rows.map(V.toMessage), paging };
     },
   };

@@ -43,7 +43,7 @@ async function withDb<T>(fn: (db: Database) => Promise<T>, opts: { migrate?: boo
   }
   const db = await openDatabase(config, createLogger(process.env.LOG_LEVEL ?? "warn"));
   try {
-    if (opts.migrate ?? true) await migrate(db.pool);
+    if (opts.migrate ?? true) await migrate(db.directPool);
     return await fn(db);
   } finally {
     await db.close();
@@ -121,7 +121,7 @@ const commands: Record<string, Command> = {
     usage: "shophook migrate",
     summary: "Apply pending database migrations and exit (serve also does this at start).",
     async run() {
-      const applied = await withDb((db) => migrate(db.pool), { migrate: false });
+      const applied = await withDb((db) => migrate(db.directPool), { migrate: false });
       const migrations = await loadMigrations();
       const label = (version: number) => {
         const m = migrations.find((x) => x.version === version);

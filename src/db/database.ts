@@ -2,12 +2,17 @@
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
-import { createPool, type Pool } from "./pool.ts";
+import { assertSessionConnection, createPool, type Pool } from "./pool.ts";
 
 export interface Database {
+  /** The direct URL (DATABASE_URL): sessions of their own (LISTEN, heartbeat, pg-boss). */
   url: string;
-  /** Shop data, API keys, webhooks: every commit durable. */
+  /** Shop data, API keys, webhooks: every commit durable. Through the pooler, when one is set. */
   pool: Pool;
+  /** Reads the API serves (List*, GetChanges, Get*): the replica when one is set, else `pool`. */
+  readPool: Pool;
+  /** Direct sessions: migrations (their advisory lock), the CLI. */
+  directPool: Pool;
   /** Delivery bookkeeping (cursors, batches, leases): commits without waiting for the WAL flush. */
   deliveryPool: Pool;
   close(): Promise<void>;
@@ -23,15 +28,25 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     url = pg.url;
     stopEmbedded = pg.stop;
   }
-  const pool = createPool(url, config.dbPoolSize);
-  const deliveryPool = createPool(url, config.deliveryPoolSize, { synchronousCommit: false });
+  try {
+    await assertSessionConnection(url);
+  } catch (err) {
+    await stopEmbedded();
+    throw err;
+  }
+  const directPool = createPool(url, config.apiDatabaseUrl ? 4 : config.dbPoolSize);
+  const pool = config.apiDatabaseUrl ? createPool(config.apiDatabaseUrl, config.dbPoolSize, { pooler: true, name: "shophook api (pooled)" }) : directPool;
+  const readPool = config.readDatabaseUrl ? createPool(config.readDatabaseUrl, config.dbPoolSize, { name: "shophook reads" }) : pool;
+  const deliveryPool = createPool(url, config.deliveryPoolSize, { synchronousCommit: false, name: "shophook delivery" });
+  const pools = [...new Set([directPool, pool, readPool, deliveryPool])];
   return {
     url,
     pool,
+    readPool,
+    directPool,
     deliveryPool,
     close: async () => {
-      await pool.end();
-      await deliveryPool.end();
+      for (const p of pools) await p.end();
       await stopEmbedded();
     },
   };
