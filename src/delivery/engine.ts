@@ -192,7 +192,9 @@ export class DeliveryEngine {
     if (this.stopped) return 0;
     const now = Date.now();
     for (const [shopId, c] of this.hooksByShop) if (now - c.at >= HOOKS_TTL_MS) this.hooksByShop.delete(shopId);
+    // New commits first (a caller that drives delivery by sweeping sees their turns start).
     this.watcher.trigger();
+    await this.watcher.idle();
     const { rows } = await this.ctx.pool.query<{ id: string }>(sql.dueSweep(this.ctx.clock.now(), 10_000));
     for (const r of rows) this.deliverer.wake(r.id);
     return rows.length;

@@ -6,22 +6,14 @@
  * delayed wake-up of a failed delivery's retry, are both fetched and completed.
  */
 import fs from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { expect, it } from "vitest";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { WAKE_QUEUE } from "../../src/delivery/engine.ts";
 import { rounds, sleep, until, World } from "./harness.ts";
+import { freePort } from "../support/urls.ts";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The newest wake-up job under `key` created at or after `since` (database time), if any. */
 async function job(world: World, key: string, since: Date): Promise<{ state: string; start_after: Date; completed_on: Date | null } | undefined> {

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "./urls.ts";
 
 export const PGBOUNCER = "/usr/sbin/pgbouncer";
 
@@ -16,13 +17,6 @@ export interface Bouncer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** PgBouncer refuses to run as root: as root it runs as the `postgres` user (which the embedded PostgreSQL creates too). */
 function runAs(): { uid?: number; gid?: number } {

@@ -4,10 +4,10 @@
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { freePort } from "./urls.ts";
 
 /** The newest PostgreSQL bin directory that has pg_basebackup, or undefined. */
 export function postgresBin(): string | undefined {
@@ -17,13 +17,6 @@ export function postgresBin(): string | undefined {
   return versions[0] ? path.join(root, versions[0], "bin") : undefined;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 export interface ReplicaPair {
   primaryUrl: string;
