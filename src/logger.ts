@@ -26,9 +26,16 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * Logs a recurring failure (a poll while the database is away) at most once per `everyMs` per
  * kind, saying how many were silenced since.
  */
-export function throttled(log: Logger, everyMs = 60_000) {
+export function throttled(log: Logger, everyMs = 60_000, maxKinds = 1_000) {
   const seen = new Map<string, { at: number; silenced: number }>();
   return (level: "warn" | "error", kind: string, obj: object, msg: string) => {
+    // Kinds may carry an error's text, which can be unique: past `maxKinds`, forget those whose
+    // window is over (they throttle nothing), and if that is not enough, all of them.
+    if (seen.size >= maxKinds) {
+      const now = Date.now();
+      for (const [k, v] of seen) if (now - v.at >= everyMs) seen.delete(k);
+      if (seen.size >= maxKinds) seen.clear();
+    }
     const s = seen.get(kind);
     if (s && Date.now() - s.at < everyMs) {
       s.silenced++;

@@ -50,8 +50,22 @@ function readAndDrop(stream: ServerHttp2Stream) {
 
 export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
   const limit = opts.bodyLimitBytes;
-  const notFound = (req: NodeServerRequest, res: NodeServerResponse) =>
-    sendJson(res, 404, { code: "unimplemented", message: `no such RPC: ${req.method} ${(req.url ?? "").slice(0, 200)}` });
+  const notFound = (req: NodeServerRequest, res: NodeServerResponse) => {
+    const message = `no such RPC: ${req.method} ${(req.url ?? "").slice(0, 200)}`;
+    const type = req.headers["content-type"] ?? "";
+    // gRPC and gRPC-Web answer in their own terms: HTTP 200, their content type, status 12
+    // (unimplemented) in a trailers-only response.
+    if (req.method === "POST" && GRPC_CONTENT_TYPE.test(type)) {
+      res.writeHead(200, {
+        "content-type": /^application\/grpc-web/i.test(type) ? "application/grpc-web+proto" : "application/grpc+proto",
+        "grpc-status": "12",
+        "grpc-message": encodeURIComponent(message),
+        "x-request-id": req.headers["x-request-id"] as string,
+      });
+      return void res.end();
+    }
+    sendJson(res, 404, { code: "unimplemented", message });
+  };
   const handler = connectAdapter({
     routes: opts.routes,
     interceptors: opts.interceptors,

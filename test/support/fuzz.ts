@@ -658,7 +658,8 @@ export const GRPC_KINDS: Kind[] = [
   {
     name: "unknown-method",
     transport: "grpc",
-    expect: { result: "http:404", code: "unimplemented" },
+    // gRPC's own terms: HTTP 200, a gRPC content type, grpc-status 12.
+    expect: { result: "grpc:12" },
     build: (c) => {
       const [, service, method] = c.rpc.path.split("/");
       const path = c.r.pick([`/${service}/${method}X`, `/${service}x/${method}`, `/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`]);
