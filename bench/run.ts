@@ -23,6 +23,7 @@ const BENCHES: Array<{ name: string; args: string[]; what: string }> = [
   { name: "backlog", args: [], what: "memory with 1M undelivered changes (bench/backlog.ts)" },
   { name: "writes", args: ["10", "32"], what: "write RPC throughput (bench/writes.ts)" },
   { name: "feed", args: ["1000000"], what: "List*/GetChanges pages at 1M rows (bench/feed.ts)" },
+  { name: "fleet", args: [], what: "roles, idle cost at 100k webhooks, work sharing and takeover (bench/fleet.ts)" },
 ];
 const OUT = path.resolve(process.env.BENCH_OUT ?? path.join(projectRoot, "docs", "performance.md"));
 const only = process.env.BENCH_ONLY?.split(",");

@@ -246,7 +246,8 @@ export const webhooksOfShops = (shopIds: string[]): Query => ({
  * (or to the horizon): an idle webhook then never pins the change log, never stops for a prune of
  * changes it would not have sent, and its sweep and metrics read nothing behind it. Only webhooks
  * without a stored batch, whose settings did not change meanwhile, and never a cursor behind
- * pruned changes (that webhook stops, and must not jump the hole). `ids` null: every webhook.
+ * pruned changes (that webhook stops, and must not jump the hole), and only where the shop wrote
+ * after it (so idle webhooks of quiet shops are not rewritten at every prune). `ids` null: every webhook.
  * Positions only move forward, and never past a change the webhook gets (docs/delivery.md).
  */
 export const advanceIdle = (ids: string[] | null): Query => ({
@@ -256,6 +257,9 @@ export const advanceIdle = (ids: string[] | null): Query => ({
       FROM webhooks w CROSS JOIN h
       LEFT JOIN LATERAL (${firstMatch("w.cursor_xid", "w.cursor_seq", "h.horizon")}) f ON true
      WHERE w.batch_id IS NULL AND w.cursor_xid < h.horizon AND ($1::bigint[] IS NULL OR w.id = ANY($1::bigint[]))
+       -- Only where the shop wrote something after the position (one probe): a webhook of a quiet
+       -- shop pins nothing and is not rewritten, however far the horizon moved.
+       AND EXISTS (SELECT 1 FROM changes c WHERE c.shop_id = w.shop_id AND (c.xid, c.id) > (w.cursor_xid, w.cursor_seq) AND c.xid < h.horizon)
        AND NOT ${behindPrune("changes", "w.shop_id", "w.cursor_xid", "w.cursor_seq")})
   UPDATE webhooks w SET cursor_xid = n.xid, cursor_seq = n.seq
     FROM n
