@@ -34,6 +34,13 @@ interface CursorBody {
   k: string[];
   /** Issued at, ms since epoch. */
   t: number;
+  /**
+   * List* in updated_at order: where the sync began, the horizon (xid) of its first page.
+   * Tombstones pruned below it were deletes from before the sync began, of rows it never saw,
+   * so skipping them loses nothing (docs/change-feed.md). Absent (GetChanges, cursors issued
+   * before it existed): every prune behind the cursor counts.
+   */
+  b?: string;
 }
 
 export class Cursors {
@@ -47,8 +54,8 @@ export class Cursors {
     return createHmac("sha256", this.secret).update(body).digest().subarray(0, 16);
   }
 
-  encode(list: string, shopId: string, sort: string, key: string[]): string {
-    const body: CursorBody = { v: 1, l: list, s: shopId, o: sort, k: key, t: Date.now() };
+  encode(list: string, shopId: string, sort: string, key: string[], base?: string): string {
+    const body: CursorBody = { v: 1, l: list, s: shopId, o: sort, k: key, t: Date.now(), ...(base ? { b: base } : {}) };
     const b = Buffer.from(JSON.stringify(body)).toString("base64url");
     return `${b}.${this.mac(b).toString("base64url")}`;
   }
@@ -67,7 +74,7 @@ export class Cursors {
     } catch {
       throw bad();
     }
-    if (body.v !== 1 || !Array.isArray(body.k) || typeof body.t !== "number") throw bad();
+    if (body.v !== 1 || !Array.isArray(body.k) || typeof body.t !== "number" || (body.b !== undefined && !/^\d{1,20}$/.test(body.b))) throw bad();
     if (body.s !== shopId) throw invalidArgument(field, "cursor was issued to another shop");
     if (body.l !== list) throw invalidArgument(field, `cursor is for ${body.l}, not ${list}`);
     return body;
@@ -132,14 +139,16 @@ export async function listPage<R extends BaseRow>(
   const field = paging?.before ? "paging.before" : "paging.after";
   const token = paging?.before || paging?.after;
   let key: string[] | undefined;
+  let base: string | undefined;
   if (token) {
     const c = ctx.cursors.decode(token, field, list, shopId);
     if (paging?.sort && c.o !== paging.sort) throw invalidArgument(field, `cursor is for sort "${c.o}", not "${paging.sort}"`);
     sort = c.o as Sort;
     key = c.k;
+    base = c.b ?? "0";
   }
   const backward = Boolean(paging?.before);
-  const query = listRows(def, shopId, { sort, key, backward, limit, includeDeleted, filters });
+  const query = listRows(def, shopId, { sort, key, base, backward, limit, includeDeleted, filters });
   const keyOf = (r: R) => (r as unknown as Record<string, string | null>)[def.key];
   const raw = await readSettled(
     () => pool.query<R & { horizon: string; held: boolean; expired: boolean }>(query).then((r) => r.rows),
@@ -147,11 +156,13 @@ export async function listPage<R extends BaseRow>(
   );
   if (raw[0]!.expired) throw cursorExpired(ctx, field);
   const horizon = raw[0]!.horizon;
+  // A sync that begins here began at this page's horizon; later pages carry it on.
+  base ??= horizon;
   const rows: R[] = raw.filter((r) => keyOf(r) !== null);
   if (backward) rows.reverse();
 
   const pos = (r: R): string[] => (sort === "updated_at" ? [r.feed_xid, r.feed_seq] : [keyOf(r)!]);
-  const cursor = (k: string[]) => ctx.cursors.encode(list, shopId, sort, k);
+  const cursor = (k: string[]) => ctx.cursors.encode(list, shopId, sort, k, base);
   const full = rows.length === limit;
   let next: string[];
   if (backward) next = rows.length ? pos(rows.at(-1)!) : key!;

@@ -42,10 +42,13 @@ export const pruneTombstones = (table: string, key: string, before: Date, batch:
 
 /**
  * Whether position (xid, seq) of `list` is behind what a prune deleted for the shop: a reader
- * there may have missed rows. A scalar subquery, for the page queries (same snapshot as the rows).
+ * there may have missed rows. With `baseSql` (a sync's baseline xid), only a prune that reached
+ * at or above it counts: rows below it were pruned away before that sync began, and a sync that
+ * began later would not have seen them either. A scalar subquery, for the page queries (same
+ * snapshot as the rows).
  */
-export const behindPrune = (list: string, shopParam: string, xidSql: string, seqSql: string) =>
-  `EXISTS (SELECT 1 FROM feed_pruned p WHERE p.shop_id = ${shopParam} AND p.list = '${list}' AND (p.xid, p.seq) > (${xidSql}, ${seqSql}))`;
+export const behindPrune = (list: string, shopParam: string, xidSql: string, seqSql: string, baseSql?: string) =>
+  `EXISTS (SELECT 1 FROM feed_pruned p WHERE p.shop_id = ${shopParam} AND p.list = '${list}' AND (p.xid, p.seq) > (${xidSql}, ${seqSql})${baseSql ? ` AND p.xid >= ${baseSql}` : ""})`;
 
 /** The earliest time a recovery or a sync can start from: the oldest change kept for the shop. */
 export const oldestChange = (shopId: string): Query => ({

@@ -23,6 +23,12 @@ export interface ListOptions {
   /** Key to start after (forward) or before (backward): [id] or [xid, seq]. */
   key: string[] | undefined;
   backward: boolean;
+  /**
+   * The sync's baseline (cursor `b`): tombstones pruned wholly below it were deletes from before
+   * the sync began, of rows it never saw (each row appears once, at its latest position), so
+   * they do not expire the cursor.
+   */
+  base?: string;
   limit: number;
   includeDeleted: boolean;
   filters: Filter[];
@@ -53,7 +59,7 @@ export function listRows(def: EntityDef, shopId: string, o: ListOptions): Query 
     if (o.key) {
       const [xid, seq] = [`${p(o.key[0])}::xid8`, `${p(o.key[1])}::bigint`];
       where.push(`(t.feed_xid, t.feed_seq) ${cmp} (${xid}, ${seq})`);
-      if (!o.backward) expired = behindPrune(def.table, "$1", xid, seq);
+      if (!o.backward) expired = behindPrune(def.table, "$1", xid, seq, `${p(o.base ?? "0")}::xid8`);
     }
     order = `t.feed_xid ${dir}, t.feed_seq ${dir}`;
   } else {
@@ -89,7 +95,9 @@ export interface ChangeRow {
 
 /**
  * A page of the shop's change log after position (xid, id), commit-safe (below the horizon);
- * `fromCursor`: the position came from a client's cursor (check it against the prune mark).
+ * `fromCursor`: the position came from a client's cursor (check it against the prune mark; no
+ * baseline here: a change log poller may hold earlier changes of an entity whose later ones were
+ * pruned, so every prune behind the cursor counts).
  */
 export function changesAfter(shopId: string, xid: string, id: string, entities: string[], limit: number, fromCursor: boolean): Query {
   const values: unknown[] = [shopId, xid, id, limit];
