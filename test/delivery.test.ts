@@ -1,29 +1,20 @@
 /** Webhook delivery through the real server, a real Postgres and a real local HTTP receiver. */
 import { Webhook as StandardWebhook } from "standardwebhooks";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Customer } from "../gen/shop/customer_pb.ts";
 import { Product } from "../gen/shop/product_pb.ts";
 import { Webhook } from "../gen/shop/webhook_pb.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 import { ManualClock } from "./support/clock.ts";
-import { type Receiver, startReceiver } from "./support/receiver.ts";
+import { useReceivers } from "./support/receiver.ts";
 
 const clock = new ManualClock();
 const t = useApp(
   { webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], deliveryTimeoutMs: 1500, sweepIntervalMs: 200, retryBaseSeconds: 30, retryWindowHours: 72 },
   { clock },
 );
-const receivers: Receiver[] = [];
-afterAll(async () => {
-  for (const r of receivers) await r.close();
-});
-
-async function receiver(...args: Parameters<typeof startReceiver>) {
-  const r = await startReceiver(...args);
-  receivers.push(r);
-  return r;
-}
+const receiver = useReceivers();
 
 async function hook(shop: TestShop, url: string, entities = ["product", "customer", "order"]) {
   return shop.client(Webhook).createWebhook({ url, entities });

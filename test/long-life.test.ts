@@ -4,7 +4,7 @@
  * delivery and metrics, and one request in flight per webhook on every path.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Inventory } from "../gen/shop/inventory_pb.ts";
 import { Order } from "../gen/shop/order_pb.ts";
 import { Product } from "../gen/shop/product_pb.ts";
@@ -15,20 +15,12 @@ import { pruneExpired } from "../src/jobs/prune.ts";
 import { useApp } from "./support/app.ts";
 import { feedSettled } from "./support/db.ts";
 import { ManualClock } from "./support/clock.ts";
-import { type Receiver, startReceiver } from "./support/receiver.ts";
+import { type Receiver, useReceivers } from "./support/receiver.ts";
 
 const DAY = 86_400_000;
 const clock = new ManualClock();
 const t = useApp({ webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], deliveryTimeoutMs: 1500, sweepIntervalMs: 100 }, { clock });
-const receivers: Receiver[] = [];
-afterAll(async () => {
-  for (const r of receivers) await r.close();
-});
-async function receiver(...args: Parameters<typeof startReceiver>) {
-  const r = await startReceiver(...args);
-  receivers.push(r);
-  return r;
-}
+const receiver = useReceivers();
 const changesOf = (r: Receiver) => r.requests.flatMap((x) => x.body?.changes ?? []);
 const hours = { changes: 168, backlog: 720, historyDays: 30 };
 const retention = () => ({ ...hours });

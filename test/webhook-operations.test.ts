@@ -2,7 +2,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Webhook as StandardWebhook } from "standardwebhooks";
 import { timestampFromDate, timestampMs } from "@bufbuild/protobuf/wkt";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Customer } from "../gen/shop/customer_pb.ts";
 import { Inventory } from "../gen/shop/inventory_pb.ts";
 import { Order } from "../gen/shop/order_pb.ts";
@@ -12,22 +12,14 @@ import { Webhook } from "../gen/shop/webhook_pb.ts";
 import { pruneExpired } from "../src/jobs/prune.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 import { ManualClock } from "./support/clock.ts";
-import { type Receiver, type Received, startReceiver } from "./support/receiver.ts";
+import { type Receiver, type Received, useReceivers } from "./support/receiver.ts";
 
 const clock = new ManualClock();
 const t = useApp(
   { webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], deliveryTimeoutMs: 1500, sweepIntervalMs: 100, retryAfterMaxSeconds: 600 },
   { clock },
 );
-const receivers: Receiver[] = [];
-afterAll(async () => {
-  for (const r of receivers) await r.close();
-});
-async function receiver(...args: Parameters<typeof startReceiver>) {
-  const r = await startReceiver(...args);
-  receivers.push(r);
-  return r;
-}
+const receiver = useReceivers();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const changesOf = (r: Receiver) => r.requests.flatMap((x) => x.body?.changes ?? []);
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);

@@ -3,6 +3,7 @@
  * (status, delay, hang, reset), per request, by a function the test can swap at any time.
  */
 import http from "node:http";
+import { afterAll } from "vitest";
 import type net from "node:net";
 
 export interface Received {
@@ -84,5 +85,18 @@ export async function startReceiver(initial: Behaviour = () => ({ status: 200, b
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** A receiver factory for a test file: every receiver it starts is closed after the file's tests. */
+export function useReceivers(): (...args: Parameters<typeof startReceiver>) => Promise<Receiver> {
+  const started: Receiver[] = [];
+  afterAll(async () => {
+    for (const r of started) await r.close();
+  });
+  return async (...args) => {
+    const r = await startReceiver(...args);
+    started.push(r);
+    return r;
   };
 }
