@@ -26,6 +26,20 @@ const RPC_CONTENT_TYPE = /^application\/(json(\s*;\s*charset=utf-?8)?|proto|grpc
 /** gRPC and gRPC-Web: a body over the limit is answered by Connect, as a gRPC status. */
 const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 
+/**
+ * A gRPC or gRPC-Web refusal in the protocol's own terms: HTTP 200, its content type, and the
+ * status in a trailers-only response.
+ */
+function sendGrpcStatus(req: NodeServerRequest, res: NodeServerResponse, code: number, message: string) {
+  res.writeHead(200, {
+    "content-type": /^application\/grpc-web/i.test(req.headers["content-type"] ?? "") ? "application/grpc-web+proto" : "application/grpc+proto",
+    "grpc-status": String(code),
+    "grpc-message": encodeURIComponent(message),
+    "x-request-id": req.headers["x-request-id"] as string,
+  });
+  res.end();
+}
+
 export function sendJson(res: NodeServerResponse, status: number, body: unknown) {
   const text = JSON.stringify(body);
   res.statusCode = status;
@@ -52,18 +66,8 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
   const limit = opts.bodyLimitBytes;
   const notFound = (req: NodeServerRequest, res: NodeServerResponse) => {
     const message = `no such RPC: ${req.method} ${(req.url ?? "").slice(0, 200)}`;
-    const type = req.headers["content-type"] ?? "";
-    // gRPC and gRPC-Web answer in their own terms: HTTP 200, their content type, status 12
-    // (unimplemented) in a trailers-only response.
-    if (req.method === "POST" && GRPC_CONTENT_TYPE.test(type)) {
-      res.writeHead(200, {
-        "content-type": /^application\/grpc-web/i.test(type) ? "application/grpc-web+proto" : "application/grpc+proto",
-        "grpc-status": "12",
-        "grpc-message": encodeURIComponent(message),
-        "x-request-id": req.headers["x-request-id"] as string,
-      });
-      return void res.end();
-    }
+    // gRPC and gRPC-Web answer in their own terms: status 12, unimplemented.
+    if (req.method === "POST" && GRPC_CONTENT_TYPE.test(req.headers["content-type"] ?? "")) return sendGrpcStatus(req, res, 12, message);
     sendJson(res, 404, { code: "unimplemented", message });
   };
   const handler = connectAdapter({
@@ -116,6 +120,12 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
     if (req.method !== "POST") return handler(req, res);
     // Connect answers an unknown content type with a bare 415; say what is accepted instead.
     const type = req.headers["content-type"];
+    if (type && GRPC_CONTENT_TYPE.test(type) && !RPC_CONTENT_TYPE.test(type)) {
+      // A gRPC call with a codec we do not serve (application/grpc+foo): a gRPC status, 3.
+      const message = `content-type: "${type.slice(0, 100)}" is not served; use application/grpc (+proto or +json) or application/grpc-web (+proto or +json)`;
+      opts.log.info({ requestId, path: path?.slice(0, 200), code: "invalid_argument", error: message }, "request refused");
+      return sendGrpcStatus(req, res, 3, message);
+    }
     if (!(type && RPC_CONTENT_TYPE.test(type))) {
       return refuse(415, {
         code: "invalid_argument",

@@ -329,7 +329,6 @@ const CONTENT_TYPES = [
   "application/octet-stream",
   "image/png",
   "application/json; charset=latin1",
-  "application/grpc+foo",
   "application/connect+json", // the streaming type, on a unary RPC
   "",
 ];
@@ -625,10 +624,20 @@ export const GRPC_KINDS: Kind[] = [
     transport: "grpc",
     expect: { result: "http:415", code: "invalid_argument" },
     build: (c) => {
-      const type = c.r.pick(["text/plain", "application/grpc+foo", "application/x-protobuf", "application/octet-stream", "grpc", ""]);
+      const type = c.r.pick(["text/plain", "application/x-protobuf", "application/octet-stream", "grpc", ""]);
       const headers: Record<string, string> = { te: "trailers", authorization: `Bearer ${c.key}` };
       if (type) headers["content-type"] = type;
       return { headers, body: frame(c.validProto), detail: type || "none" };
+    },
+  },
+  {
+    // A gRPC content type with a codec we do not serve: answered as gRPC, status 3.
+    name: "grpc-subtype",
+    transport: "grpc",
+    expect: GRPC_INVALID,
+    build: (c) => {
+      const type = c.r.pick(["application/grpc+foo", "application/grpc+thrift", "application/grpc-web+xml", "application/grpc+proto+json"]);
+      return { headers: { ...grpcHeaders(c), "content-type": type }, body: frame(c.validProto), detail: type };
     },
   },
   {
