@@ -11,7 +11,8 @@ import { type ChangeRow, changesAfter } from "../db/sql/lists.ts";
 import { ENTITY_NAMES } from "../entities/model.ts";
 import { principal } from "./auth.ts";
 import { invalidArgument } from "./errors.ts";
-import { cursorExpired, maxPosition, pageLimit, readerOf, readSettled } from "./paging.ts";
+import { maxPosition } from "../db/position.ts";
+import { cursorExpired, pageLimit, readerOf, readSettled } from "./paging.ts";
 
 export function validateEntities(field: string, entities: string[]): string[] {
   const seen = new Set<string>();

@@ -20,7 +20,7 @@ const POLL_MS = 50;
  * webhook is woken: its turn resumes where it was.
  */
 export async function exclusive<T>(ctx: AppContext, shopId: string, id: string, rpc: string, wake: (id: string) => void, fn: (owner: string) => Promise<T>): Promise<T> {
-  const leaseSeconds = Math.ceil(ctx.config.deliveryTimeoutMs / 1000) + 30;
+  const leaseSeconds = sql.leaseSeconds(ctx.config.deliveryTimeoutMs);
   const owner = `${rpc}:${id}:${randomUUID().slice(0, 8)}`;
   // Long enough for a delivery request in flight to end, or a peer caller's request.
   const until = Date.now() + 2 * ctx.config.deliveryTimeoutMs + 5_000;
@@ -29,7 +29,7 @@ export async function exclusive<T>(ctx: AppContext, shopId: string, id: string, 
     if (!(await ctx.pool.query(sql.hold(shopId, id, leaseSeconds))).rowCount) throw notFound(`webhook ${id}`);
     if ((await ctx.pool.query(sql.acquireLeases([id], owner, leaseSeconds, true))).rowCount) break;
     if (Date.now() > until) {
-      await ctx.pool.query(sql.unhold(shopId, id));
+      await ctx.pool.query(sql.releaseExclusive(shopId, id, owner));
       throw new ConnectError(`webhook ${id} is busy (a delivery or another ${rpc} is in flight); try again`, Code.Unavailable);
     }
     await new Promise((r) => setTimeout(r, POLL_MS));

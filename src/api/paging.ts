@@ -13,6 +13,7 @@ import { type PageInfo, PageInfoSchema, type Paging } from "../../gen/shop/commo
 import type { HandlerContext } from "@connectrpc/connect";
 import type { AppContext } from "../context.ts";
 import type { Pool } from "../db/pool.ts";
+import { maxPosition } from "../db/position.ts";
 import { type Filter, listRows, type Sort } from "../db/sql/lists.ts";
 import type { BaseRow, EntityDef } from "../entities/model.ts";
 import { failedPrecondition, invalidArgument } from "./errors.ts";
@@ -191,11 +192,4 @@ export async function readSettled<T extends { held: boolean }>(read: () => Promi
     rows = await read();
   }
   return rows;
-}
-
-/** The later of two feed positions [xid, seq]. */
-export function maxPosition(a: string[], b: string[]): string[] {
-  const [ax, as] = a.map(BigInt) as [bigint, bigint];
-  const [bx, bs] = b.map(BigInt) as [bigint, bigint];
-  return ax > bx || (ax === bx && as >= bs) ? a : b;
 }

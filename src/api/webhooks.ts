@@ -33,7 +33,8 @@ import { principal } from "./auth.ts";
 import { getChanges, validateEntities } from "./changes.ts";
 import { ts } from "./convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.ts";
-import { cursorExpired, maxPosition } from "./paging.ts";
+import { maxPosition } from "../db/position.ts";
+import { cursorExpired } from "./paging.ts";
 import { requireId, text } from "./validate.ts";
 import { webhookDeliveries } from "./webhook-deliveries.ts";
 

@@ -14,6 +14,7 @@
  * webhooks.
  */
 import type { Pool } from "../db/pool.ts";
+import { comparePositions } from "../db/position.ts";
 import * as sql from "../db/sql/watch.ts";
 
 /** Changes read per query; a full page is followed at once by the next. */
@@ -21,7 +22,7 @@ const PAGE = 5_000;
 /** Waits before re-reading a commit that is not yet below the horizon. */
 const HORIZON_BACKOFF_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 
-const before = (a: [string, string], b: [string, string]) => BigInt(a[0]) < BigInt(b[0]) || (a[0] === b[0] && BigInt(a[1]) < BigInt(b[1]));
+const before = (a: [string, string], b: [string, string]) => comparePositions(a, b) < 0;
 
 export class ChangeWatcher {
   private readonly pool: Pool;

@@ -12,6 +12,7 @@ import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import type { IdAllocator } from "../db/ids.ts";
 import type { Pool } from "../db/pool.ts";
+import { comparePositions } from "../db/position.ts";
 import * as sql from "../db/sql/webhooks.ts";
 import { type Logger, throttled } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
@@ -59,12 +60,6 @@ export function retryAfterSeconds(value: string | undefined, now: Date): number 
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now.getTime()) / 1000));
 }
 
-/** Orders two change-log positions (xid, seq). */
-const comparePositions = (a: [string, string], b: [string, string]) => {
-  const d = BigInt(a[0]) - BigInt(b[0]) || BigInt(a[1]) - BigInt(b[1]);
-  return d > 0n ? 1 : d < 0n ? -1 : 0;
-};
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Deliverer {
@@ -86,7 +81,7 @@ export class Deliverer {
     this.deps = deps;
     this.report = throttled(deps.log);
     // A lease outlives the longest request by 30 s; a dead holder's is taken over sooner (heartbeat + session).
-    const leaseSeconds = Math.ceil(deps.config.deliveryTimeoutMs / 1000) + 30;
+    const leaseSeconds = sql.leaseSeconds(deps.config.deliveryTimeoutMs);
     this.store = new DeliveryStore(deps.pool, deps.owner, leaseSeconds);
     this.sendWithinMs = leaseSeconds * 1000 - deps.config.deliveryTimeoutMs - 5_000;
   }

@@ -170,11 +170,6 @@ export const releaseExclusive = (shopId: string, id: string, owner: string): Que
   values: [shopId, id, owner],
 });
 
-export const unhold = (shopId: string, id: string): Query => ({
-  text: "UPDATE webhooks SET held_until = NULL WHERE shop_id = $1 AND id = $2",
-  values: [shopId, id],
-});
-
 /** The first change at or after `since` that the webhook gets: where a recovery starts. */
 export const firstChangeSince = (shopId: string, id: string, since: Date): Query => ({
   text: `SELECT c.xid::text AS xid, c.id FROM webhooks w JOIN changes c ON c.shop_id = w.shop_id
@@ -271,6 +266,9 @@ export const advanceIdle = (ids: string[] | null): Query => ({
 
 // --- delivery --------------------------------------------------------------------------
 
+
+/** A delivery lease's length: the longest request (the delivery timeout) plus 30 s. */
+export const leaseSeconds = (deliveryTimeoutMs: number): number => Math.ceil(deliveryTimeoutMs / 1000) + 30;
 
 /** Seconds without a heartbeat after which an engine whose session is gone counts as dead. */
 export const DEAD_AFTER_SECONDS = 6;
