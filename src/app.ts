@@ -71,13 +71,13 @@ export async function startApp(config: Config, log: Logger = createLogger(config
     const metrics = new Metrics(db.pool);
     boss = await startBoss(ctx, db.url);
     await createWakeQueue(boss);
-    // Peers learn of commits and webhook changes here by NOTIFY (delivery/commit-signal.ts).
+    // Peers learn of webhook changes here by NOTIFY (delivery/commit-signal.ts); of commits, by the commits' own NOTIFY.
     const signal = new CommitSignal(db.pool, (err) => log.warn({ error: err.message }, "notify failed; peers find it at their next poll"));
     if (config.deliveryEnabled) {
       const engine = await DeliveryEngine.start({ ...ctx, pool: db.deliveryPool }, boss, sender, history, metrics, db.url);
       delivery = engine;
       ctx.onCommit = (c) => engine.committed(c);
-    } else ctx.onCommit = (c) => signal.committed(c);
+    } else ctx.notifyCommits = true;
     ctx.webhooksChanged = (shopId) => {
       delivery?.invalidate(shopId);
       signal.webhooksChanged(shopId);

@@ -21,6 +21,8 @@ export interface AppContext {
   clock: Clock;
   /** Called after each committed write: wakes the webhooks of the changed entities. */
   onCommit?: (c: Committed) => void;
+  /** Writes NOTIFY their commits for delivery instances elsewhere (role `api`: store/write.ts). */
+  notifyCommits?: boolean;
   /** Called when a shop's webhooks were created, changed or deleted. */
   webhooksChanged?: (shopId: string) => void;
 }

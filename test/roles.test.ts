@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Customer } from "../gen/shop/customer_pb.ts";
+import { Product } from "../gen/shop/product_pb.ts";
 import { Webhook } from "../gen/shop/webhook_pb.ts";
 import { type App, startApp } from "../src/app.ts";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
@@ -12,7 +13,7 @@ import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/logger.ts";
 import { postJson, shopHandle, testConfig } from "./support/app.ts";
 import { createTestDatabase, dropTestDatabase } from "./support/db.ts";
-import { type Receiver, startReceiver } from "./support/receiver.ts";
+import { type Received, type Receiver, startReceiver } from "./support/receiver.ts";
 
 let dbUrl: string;
 let api: App;
@@ -51,6 +52,27 @@ it("a commit on an API-only instance is delivered by a delivery-only instance wi
   console.log(`api -> delivery instance, create to receipt: p50 ${latencies[10]!.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`);
   // Far below the 10-minute poll: the notification woke the watcher.
   expect(latencies.at(-1)!).toBeLessThan(3_000);
+});
+
+it("every kind of write on an API-only instance wakes delivery: update, delete, a transaction of several statements", async () => {
+  const s = await createShop(api.pool, "roles-writes");
+  const { key } = await createApiKey(api.pool, s.id, "test");
+  const shop = shopHandle(api.url, s.id, s.name, key);
+  await shop.client(Webhook).createWebhook({ url: r.url, entities: ["customer", "product"] });
+  const seen = (entityId: string, type: string) => (rs: Received[]) => rs.some((x) => x.body.changes.some((ch: any) => ch.entity_id === entityId && ch.change_type === type));
+  const c = await shop.client(Customer).createCustomer({ fullName: "before" });
+  const p = await shop.client(Product).createProduct({ name: "p" });
+  await r.until(seen(p.id, "create"));
+  // One of each write path: a grouped update, a grouped delete, and write()'s transaction (DeleteProduct).
+  const t0 = performance.now();
+  await shop.client(Customer).updateCustomer({ id: c.id, fullName: "after" });
+  await r.until(seen(c.id, "update"));
+  await shop.client(Customer).deleteCustomer({ id: c.id });
+  await r.until(seen(c.id, "delete"));
+  await shop.client(Product).deleteProduct({ id: p.id });
+  await r.until(seen(p.id, "delete"));
+  // Far below the 10-minute poll: each commit's own NOTIFY woke the watcher.
+  expect(performance.now() - t0).toBeLessThan(9_000);
 });
 
 it("the delivery instance serves probes and metrics but no RPC; SHOPHOOK_ROLE is checked", async () => {

@@ -33,11 +33,14 @@ abstract class GroupWrite<R extends BaseRow, I, O> {
   protected readonly def: EntityDef<R>;
   /** Turns a row's database error into the client's (already_exists...). */
   protected readonly mapError: (err: unknown) => unknown;
+  /** Statements NOTIFY their commit (an API-only instance: sql/entities.ts `returnRows`). */
+  protected readonly notice: boolean;
 
-  constructor(pool: Pool, def: EntityDef<R>, mapError: (err: unknown) => unknown) {
+  constructor(pool: Pool, def: EntityDef<R>, mapError: (err: unknown) => unknown, notice: boolean) {
     this.pool = pool;
     this.def = def;
     this.mapError = mapError;
+    this.notice = notice;
   }
 
   protected abstract many(inputs: I[]): Promise<O[]>;
@@ -97,7 +100,7 @@ export class GroupInsert<R extends BaseRow> extends GroupWrite<R, Create, R> {
   }
 
   protected async many(inputs: Create[]): Promise<R[]> {
-    const { rows } = await this.pool.query<R>(insertManyWithChanges(this.def, inputs.map((c) => ({ row: c.row, latest: c.change.latest }))));
+    const { rows } = await this.pool.query<R>(insertManyWithChanges(this.def, inputs.map((c) => ({ row: c.row, latest: c.change.latest })), this.notice));
     const byKey = new Map(rows.map((r) => [rowKey(this.def, r), r]));
     return inputs.map((c) => {
       const r = byKey.get(`${c.shopId}:${String(c.row[this.def.key])}`);
@@ -108,7 +111,7 @@ export class GroupInsert<R extends BaseRow> extends GroupWrite<R, Create, R> {
 
   protected async one(c: Create): Promise<R> {
     try {
-      return (await this.pool.query<R>(insertWithChange(this.def, c.shopId, c.row, c.change))).rows[0]!;
+      return (await this.pool.query<R>(insertWithChange(this.def, c.shopId, c.row, c.change, this.notice))).rows[0]!;
     } catch (err) {
       throw this.mapError(err) ?? err;
     }
@@ -136,14 +139,14 @@ export class GroupUpdate<R extends BaseRow> extends GroupWrite<R, Update, R | un
 
   protected async many(inputs: Update[]): Promise<Array<R | undefined>> {
     const keys = [...new Set(inputs.map((u) => u.lockKey))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const { rows } = await this.pool.query<R>(updateManyWithChanges(this.def, inputs, keys));
+    const { rows } = await this.pool.query<R>(updateManyWithChanges(this.def, inputs, keys, this.notice));
     const byKey = new Map(rows.map((r) => [rowKey(this.def, r), r]));
     return inputs.map((u) => byKey.get(`${u.shopId}:${u.id}`));
   }
 
   protected async one(u: Update): Promise<R | undefined> {
     try {
-      return (await this.pool.query<R>(updateWithChange(this.def, u.shopId, u.id, u.set, u.change, { lockKey: u.lockKey, seq: u.oldSeq }))).rows[0];
+      return (await this.pool.query<R>(updateWithChange(this.def, u.shopId, u.id, u.set, u.change, { lockKey: u.lockKey, seq: u.oldSeq }, this.notice))).rows[0];
     } catch (err) {
       throw this.mapError(err) ?? err;
     }

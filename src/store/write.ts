@@ -18,7 +18,7 @@ import { alreadyExists } from "../api/errors.ts";
 import { type Pool, type Tx, inTx } from "../db/pool.ts";
 import type { Clock } from "../clock.ts";
 import { Batcher } from "../db/batcher.ts";
-import { type ChangeValues, insertWithChange, lockEntities, selectMany, selectOne, updateWithChange } from "../db/sql/entities.ts";
+import { type ChangeValues, commitNotice, insertWithChange, lockEntities, selectMany, selectOne, updateWithChange } from "../db/sql/entities.ts";
 import { type BaseRow, type EntityDef, type EntityName, lockKey } from "../entities/model.ts";
 import { GroupInsert, GroupUpdate } from "./group-write.ts";
 
@@ -58,6 +58,11 @@ export interface Committed {
 export interface WriteContext {
   pool: Pool;
   onCommit?: (c: Committed) => void;
+  /**
+   * Writes NOTIFY their own commit (CHANGES_CHANNEL, the xid), delivered by PostgreSQL at commit:
+   * how an instance that does not deliver wakes the ones that do, at no extra round trip.
+   */
+  notifyCommits?: boolean;
   /** The application's clock for write times (tests move it by hand); the system clock if absent. */
   clock?: Clock;
 }
@@ -219,7 +224,9 @@ export async function write<T>(ctx: WriteContext, shopId: string, locks: Locks, 
         const keys = sortedKeys(shopId, locks);
         if (keys.length) await tx.query(lockEntities(keys));
         writer = new Writer(tx, shopId, keys, nowOf(ctx));
-        return fn(writer);
+        const out = await fn(writer);
+        if (ctx.notifyCommits && writer.xid) await tx.query(commitNotice());
+        return out;
       });
       if (writer?.xid) ctx.onCommit?.({ shopId, events: [...writer.written], xid: writer.xid });
       return result;
@@ -258,11 +265,11 @@ export function readOne<R extends BaseRow>(pool: Pool, def: EntityDef<R>, shopId
   return reads.call({ shopId, id }) as Promise<R | undefined>;
 }
 
-const groupInsert = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
-  grouped(pool, `insert:${def.table}`, () => new GroupInsert(pool, def, (err) => uniqueViolation(def, err)));
+const groupInsert = <R extends BaseRow>(ctx: WriteContext, def: EntityDef<R>) =>
+  grouped(ctx.pool, `insert:${def.table}:${!!ctx.notifyCommits}`, () => new GroupInsert(ctx.pool, def, (err) => uniqueViolation(def, err), !!ctx.notifyCommits));
 
-const groupUpdate = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
-  grouped(pool, `update:${def.table}`, () => new GroupUpdate(pool, def, (err) => uniqueViolation(def, err)));
+const groupUpdate = <R extends BaseRow>(ctx: WriteContext, def: EntityDef<R>) =>
+  grouped(ctx.pool, `update:${def.table}:${!!ctx.notifyCommits}`, () => new GroupUpdate(ctx.pool, def, (err) => uniqueViolation(def, err), !!ctx.notifyCommits));
 
 /**
  * Creates one entity with its change: no lock (its id is new), group-committed with the
@@ -270,7 +277,7 @@ const groupUpdate = <R extends BaseRow>(pool: Pool, def: EntityDef<R>) =>
  */
 export async function createOne<R extends BaseRow>(ctx: WriteContext, shopId: string, def: EntityDef<R>, data: Omit<R, keyof BaseRow>): Promise<R> {
   const { row, change } = prepareInsert(def, shopId, data, nowOf(ctx));
-  const created = await groupInsert(ctx.pool, def).insert(shopId, row, change);
+  const created = await groupInsert(ctx, def).insert(shopId, row, change);
   ctx.onCommit?.({ shopId, events: [`${def.name}:create`], xid: created.feed_xid });
   return created;
 }
@@ -298,7 +305,7 @@ export async function updateOne<R extends BaseRow>(
     const u = patch === REMOVE ? prepareRemove(def, old, nowOf(ctx)) : prepareUpdate(def, old, patch, nowOf(ctx));
     if (!u) return old;
     // Group-committed with the updates of other rows of this entity that arrive meanwhile.
-    const row = await groupUpdate(ctx.pool, def).update({
+    const row = await groupUpdate(ctx, def).update({
       shopId,
       id,
       lockKey: lockKey(shopId, def.name, id),

@@ -4,6 +4,7 @@
  */
 import type { EntityDef } from "../../entities/model.ts";
 import { prepared, type Query } from "./query.ts";
+import { CHANGES_CHANNEL } from "./watch.ts";
 
 /** An entity row's columns, listed (prepared statements must not return `*`: see `prepared`). */
 const rowColumns = (def: EntityDef, alias = "") => ["shop_id", ...def.columns, "feed_xid", "feed_seq"].map((c) => alias + c).join(", ");
@@ -54,18 +55,31 @@ const param = (def: EntityDef, column: string, value: unknown) => (def.jsonColum
  * followed by its change, built from the written row: one statement, so row and change can
  * only commit together. Values $1..$7 are the shop and the change.
  */
-function withChange(def: EntityDef, rowWrite: string, prelude = ""): string {
+function withChange(def: EntityDef, rowWrite: string, prelude = "", notice = false): string {
   return `WITH ${prelude}w AS (${rowWrite} RETURNING *),
 c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest, changed)
-      SELECT w.feed_seq, w.feed_xid, $1::bigint, $2::text, $3::bigint, $4::text, $5::timestamptz, $6::json, $7::json FROM w)
-SELECT ${rowColumns(def)} FROM w`;
+      SELECT w.feed_seq, w.feed_xid, $1::bigint, $2::text, $3::bigint, $4::text, $5::timestamptz, $6::json, $7::json FROM w)${returnRows(def, notice)}`;
 }
+
+/**
+ * The statement's end: the written rows, and with `notice`, a NOTIFY on CHANGES_CHANNEL carrying
+ * the transaction's xid. PostgreSQL delivers it at commit, so an API-only instance tells delivery
+ * instances of its commits with no statement or round trip of its own (delivery/commit-signal.ts).
+ * The LEFT JOIN evaluates it once, and only when a row was written.
+ */
+const returnRows = (def: EntityDef, notice: boolean): string =>
+  notice
+    ? `,\nn AS (SELECT pg_notify('${CHANGES_CHANNEL}', pg_current_xact_id()::text) AS notified)\nSELECT ${rowColumns(def, "w.")} FROM w LEFT JOIN n ON true`
+    : `\nSELECT ${rowColumns(def)} FROM w`;
+
+/** The same notice, for a transaction of several statements (store/write.ts `write`), sent before its COMMIT. */
+export const commitNotice = (): Query => ({ text: `SELECT pg_notify('${CHANGES_CHANNEL}', pg_current_xact_id()::text)`, values: [] });
 
 const POSITION = "pg_current_xact_id(), nextval('changes_id_seq')";
 const changeValues = (shopId: string, c: ChangeValues): unknown[] => [shopId, c.entity, c.entityId, c.changeType, c.time, c.latest, c.changed];
 
 /** Inserts a row and its change in one statement. */
-export function insertWithChange(def: EntityDef, shopId: string, row: Record<string, unknown>, change: ChangeValues): Query {
+export function insertWithChange(def: EntityDef, shopId: string, row: Record<string, unknown>, change: ChangeValues, notice = false): Query {
   const values = changeValues(shopId, change);
   const placeholders = def.columns.map((col) => {
     values.push(param(def, col, row[col]));
@@ -73,7 +87,7 @@ export function insertWithChange(def: EntityDef, shopId: string, row: Record<str
   });
   return prepared({
     text: withChange(def, `INSERT INTO ${def.table} (shop_id, ${def.columns.join(", ")}, feed_xid, feed_seq)
-  VALUES ($1, ${placeholders.join(", ")}, ${POSITION})`),
+  VALUES ($1, ${placeholders.join(", ")}, ${POSITION})`, "", notice),
     values,
   });
 }
@@ -84,7 +98,7 @@ export function insertWithChange(def: EntityDef, shopId: string, row: Record<str
  * come as one JSON array, each object a row by column name plus `_latest`, the change's `latest`
  * as JSON text (json `->` hands it back byte for byte). Rows come back in any order.
  */
-export function insertManyWithChanges(def: EntityDef, rows: Array<{ row: Record<string, unknown>; latest: string }>): Query {
+export function insertManyWithChanges(def: EntityDef, rows: Array<{ row: Record<string, unknown>; latest: string }>, notice = false): Query {
   const json = `[${rows.map(({ row, latest }) => `${JSON.stringify(row).slice(0, -1)},"_latest":${latest}}`).join(",")}]`;
   const cols = ["shop_id", ...def.columns].join(", ");
   return prepared({
@@ -95,8 +109,7 @@ export function insertManyWithChanges(def: EntityDef, rows: Array<{ row: Record<
 w AS (INSERT INTO ${def.table} (${cols}, feed_xid, feed_seq) SELECT ${cols}, ${POSITION} FROM v RETURNING *),
 c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest)
       SELECT w.feed_seq, w.feed_xid, w.shop_id, '${def.name}', w.${def.key}, 'create', w.updated_at, v._latest
-        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})
-SELECT ${rowColumns(def)} FROM w`,
+        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})${returnRows(def, notice)}`,
     values: [json],
   });
 }
@@ -117,7 +130,7 @@ export interface GuardedUpdate {
  * (sorted), before any row is written, so the feed's per-entity order holds as in
  * `updateWithChange`; a row that moved since it was read is not written (its caller reads again).
  */
-export function updateManyWithChanges(def: EntityDef, items: GuardedUpdate[], lockKeys: bigint[]): Query {
+export function updateManyWithChanges(def: EntityDef, items: GuardedUpdate[], lockKeys: bigint[], notice = false): Query {
   const json = `[${items
     // No `_changed` key for a delete: `->` then gives SQL NULL (a JSON null would be stored as one).
     .map((u) => `${JSON.stringify(u.row).slice(0, -1)},"_old_seq":"${u.oldSeq}","_type":"${u.changeType}","_latest":${u.latest}${u.changed === null ? "" : `,"_changed":${u.changed}`}}`)
@@ -133,8 +146,7 @@ w AS (UPDATE ${def.table} t SET (${set.join(", ")}) = (${set.map((c) => `v.${c}`
       RETURNING t.*),
 c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, time, latest, changed)
       SELECT w.feed_seq, w.feed_xid, w.shop_id, '${def.name}', w.${def.key}, v._type, w.updated_at, v._latest, v._changed
-        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})
-SELECT ${rowColumns(def)} FROM w`,
+        FROM w JOIN v ON v.shop_id = w.shop_id AND v.${def.key} = w.${def.key})${returnRows(def, notice)}`,
     values: [json, lockKeys.map(String)],
   });
 }
@@ -151,7 +163,7 @@ export interface Guard {
 }
 
 /** Updates the given columns of one row and records its change in one statement. */
-export function updateWithChange(def: EntityDef, shopId: string, id: string, set: Record<string, unknown>, change: ChangeValues, guard?: Guard): Query {
+export function updateWithChange(def: EntityDef, shopId: string, id: string, set: Record<string, unknown>, change: ChangeValues, guard?: Guard, notice = false): Query {
   const values = changeValues(shopId, change);
   const p = (v: unknown) => {
     values.push(v);
@@ -170,7 +182,7 @@ export function updateWithChange(def: EntityDef, shopId: string, id: string, set
   // One statement shape per set of columns patched: few in practice, and `prepared` caps them.
   return prepared({
     text: withChange(def, `UPDATE ${def.table} SET ${assignments.join(", ")}, (feed_xid, feed_seq) = (${POSITION})
-  WHERE ${where}`, prelude),
+  WHERE ${where}`, prelude, notice),
     values,
   });
 }
