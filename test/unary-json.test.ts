@@ -5,9 +5,11 @@
  */
 import http from "node:http";
 import type net from "node:net";
+import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { Misc } from "../gen/shop/misc_pb.ts";
 import { miscService } from "../src/api/misc.ts";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { unaryJson } from "../src/server/unary-json.ts";
 import { useApp } from "./support/app.ts";
 
@@ -62,6 +64,63 @@ describe("the direct path for unary JSON", () => {
   });
 });
 
+/** A POST with raw http (fetch would decompress and drop content-encoding): status, headers but date, bytes. */
+function rawPost(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, unknown>; bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const { date: _date, ...rest } = res.headers;
+        resolve({ status: res.statusCode!, headers: rest, bytes: Buffer.concat(chunks) });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+describe("compressed answers", () => {
+  it("negotiates and compresses as connect-es does: headers and bytes alike, from the same minimum size", async () => {
+    const shop = await t.shop();
+    for (let i = 0; i < 100; i++) await shop.post("/v1/shop.Product/CreateProduct", { name: `product ${i} with a name long enough to matter`, description: "d".repeat(200) });
+    const url = t.app.url + "/v1/shop.Product/ListProducts";
+    const big = '{"paging": {"limit": 100}}';
+    const small = '{"paging": {"limit": 1}}';
+    const bad = '{"paging": {"limit": "x"}}';
+    const sizes: Record<string, number> = {};
+    for (const body of [big, small, bad]) {
+      for (const acceptEncoding of ["gzip", "br", "gzip, deflate, br", "br, gzip", "deflate", "identity", "gzip;q=1.0", "*", undefined]) {
+        const headers: Record<string, string> = { authorization: `Bearer ${shop.key}`, "x-request-id": "same" };
+        if (acceptEncoding !== undefined) headers["accept-encoding"] = acceptEncoding;
+        const direct = await rawPost(url, body, headers);
+        const generic = await rawPost(url, body, { ...headers, "connect-timeout-ms": "60000" });
+        const label = `${body} accept-encoding: ${acceptEncoding}`;
+        expect(direct.status, label).toBe(generic.status);
+        // Compressed bytes (and so content-length) can differ with the compressor's state; what they hold may not.
+        const sansLength = (h: Record<string, unknown>) => (h["content-encoding"] ? { ...h, "content-length": "(compressed)" } : h);
+        expect(sansLength(direct.headers), label).toEqual(sansLength(generic.headers));
+        const plain = (r: typeof direct) =>
+          r.headers["content-encoding"] === "gzip" ? zlib.gunzipSync(r.bytes) : r.headers["content-encoding"] === "br" ? zlib.brotliDecompressSync(r.bytes) : r.bytes;
+        // Paging cursors carry the feed's horizon at the time of the read: compare which are there.
+        const norm = (r: typeof direct) => {
+          const j = JSON.parse(plain(r).toString());
+          if (j.paging) j.paging = Object.keys(j.paging).sort();
+          return j;
+        };
+        expect(norm(direct), label).toEqual(norm(generic));
+        if (body === big) sizes[acceptEncoding ?? "none"] = direct.bytes.length;
+      }
+    }
+    console.log(`ListProducts, 100 products: ${JSON.stringify(sizes)} bytes by accept-encoding`);
+    // The page of 100 products: tens of KB as it is, a few KB compressed.
+    expect(sizes.none).toBeGreaterThan(30_000);
+    expect(sizes.gzip).toBeLessThan(sizes.none! / 5);
+    expect(sizes.br).toBeLessThan(sizes.none! / 5);
+    expect(sizes.identity).toBe(sizes.none);
+  });
+});
+
 describe("which requests take it", () => {
   it("unary JSON POSTs to a known RPC; gRPC, binary, compressed, timed, GET and unknown paths are left to connect-es", async () => {
     const direct = unaryJson({
@@ -70,6 +129,7 @@ describe("which requests take it", () => {
       interceptors: [],
       jsonOptions: { useProtoFieldName: true },
       readMaxBytes: 1024,
+      acceptCompression: [compressionGzip, compressionBrotli],
       tooLarge: (res) => {
         res.writeHead(413);
         res.end();

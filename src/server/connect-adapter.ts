@@ -82,13 +82,14 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
 }
 
 export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...opts });
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const router = createConnectRouter({ acceptCompression, ...opts });
   opts.routes(router);
   const paths = new Map<string, (typeof router.handlers)[number]>();
   for (const h of router.handlers) for (const prefix of opts.prefixes) paths.set(prefix + h.requestPath, h);
 
   // Unary Connect JSON, the common case, takes a direct path (src/server/unary-json.ts).
-  const direct = unaryJson({ routes: opts.routes, prefixes: opts.prefixes, interceptors: opts.interceptors ?? [], jsonOptions: opts.jsonOptions ?? {}, readMaxBytes: opts.readMaxBytes ?? 0xffffffff, tooLarge: opts.tooLarge });
+  const direct = unaryJson({ routes: opts.routes, prefixes: opts.prefixes, interceptors: opts.interceptors ?? [], jsonOptions: opts.jsonOptions ?? {}, readMaxBytes: opts.readMaxBytes ?? 0xffffffff, tooLarge: opts.tooLarge, acceptCompression });
 
   return (req: NodeServerRequest, res: NodeServerResponse) => {
     if (direct(req, res)) return;

@@ -7,8 +7,13 @@
  * AbortControllers per call whose abort builds a DOMException (with a stack trace) every time.
  * That machinery was about a third of a write RPC's CPU (docs/performance.md).
  *
- * Anything else (gRPC, gRPC-Web, binary, compressed, GET, a client timeout, a streaming method)
- * goes to connect-es unchanged: `handle` returns false without touching the request.
+ * Anything else (gRPC, gRPC-Web, binary, a compressed request, GET, a client timeout, a streaming
+ * method) goes to connect-es unchanged: `handle` returns false without touching the request.
+ *
+ * Responses are compressed as connect-es compresses them (its negotiation on `Accept-Encoding`,
+ * gzip or br, from its minimum size). These are connect-es internals (`/protocol` exports, which
+ * do not follow semver): package.json pins connect-es exactly, and test/unary-json.test.ts
+ * compares both paths' answers, headers and bytes, so an upgrade that changes them fails there.
  */
 import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
 import {
@@ -22,7 +27,7 @@ import {
   type MethodImplSpec,
   type ServiceImpl,
 } from "@connectrpc/connect";
-import { createMethodSerializationLookup, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
+import { type Compression, compressionNegotiate, createMethodSerializationLookup, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, trailerMux } from "@connectrpc/connect/protocol-connect";
 import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import type { NodeServerRequest, NodeServerResponse } from "./one-port.ts";
@@ -43,7 +48,12 @@ export interface UnaryJsonOptions {
   readMaxBytes: number;
   /** Answers a body over readMaxBytes (the HTTP handler's own answer to one). */
   tooLarge: (res: NodeServerResponse) => void;
+  /** Response compressions, as given to connect-es's router. */
+  acceptCompression: Compression[];
 }
+
+/** connect-es's default `compressMinBytes`: smaller answers are sent as they are. */
+const COMPRESS_MIN_BYTES = 1024;
 
 const JSON_TYPE = /^application\/json(\s*;\s*charset=utf-8)?\s*$/i;
 /** Our handlers never watch for cancellation: one signal that never aborts serves every call. */
@@ -130,6 +140,12 @@ export function unaryJson(opts: UnaryJsonOptions): (req: NodeServerRequest, res:
       context.responseHeader.set("content-type", "application/json");
       mergeNonProtocolHeaders(context.responseHeader, error.metadata);
       out = errorToJsonBytes(error, opts.jsonOptions);
+    }
+    // Connect unary: the response's compression is negotiated on Accept-Encoding (the request's is identity here).
+    const compression = compressionNegotiate(opts.acceptCompression, null, req.headers["accept-encoding"] ?? null, "accept-encoding").response;
+    if (compression && out.byteLength >= COMPRESS_MIN_BYTES) {
+      out = await compression.compress(out);
+      context.responseHeader.set("content-encoding", compression.name);
     }
     if (res.destroyed) return;
     const headers: Record<string, string> = {};
