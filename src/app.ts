@@ -4,7 +4,7 @@
  * in-flight ones finish, deliveries in flight finish, then pg-boss, then the database.
  */
 import type { PgBoss } from "pg-boss";
-import { authInterceptor } from "./api/auth.ts";
+import { authInterceptor, checkAuthorization } from "./api/auth.ts";
 import { edgeInterceptor } from "./api/errors.ts";
 import { Cursors } from "./api/paging.ts";
 import { routes } from "./api/routes.ts";
@@ -92,6 +92,11 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         // A delivery-only instance serves probes and metrics, no RPCs.
         routes: config.apiEnabled ? routes(ctx, { validation: { allowHttp: config.webhookAllowHttp, policy }, sender, history, metrics, wake }) : () => undefined,
         interceptors: [edgeInterceptor(log, metrics), authInterceptor(db.pool)],
+        authorize: async (header) => {
+          const auth = await checkAuthorization(db.pool, header);
+          return "error" in auth ? auth.error : undefined;
+        },
+        refused: (rpc, code) => metrics.rpcs.inc({ rpc, code }),
         extra: plainRoutes(config.apiEnabled ? [metricsRoute(metrics, config.metricsToken), dashboardRoute(log)] : [metricsRoute(metrics, config.metricsToken)]),
         bodyLimitBytes: config.bodyLimitBytes,
         log,

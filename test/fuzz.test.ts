@@ -1,12 +1,12 @@
 /**
  * Hostile input, smoke size (npm run chaos runs the full round-robin five times): a valid call
- * per RPC and transport, then 600 defective requests over HTTP/1.1 JSON and gRPC covering every
- * RPC on both transports, each with the exact refusal its kind must get; then another shop's ids
+ * per RPC and transport, then 600 defective requests over Connect JSON, gRPC, gRPC-Web and
+ * Connect binary covering every RPC on every transport, each with the exact refusal its kind must get; then another shop's ids
  * and cursors aimed at every RPC.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createTestDatabase, dropTestDatabase } from "./support/db.ts";
-import { GRPC_KINDS, JSON_KINDS, RPCS, tripleKey } from "./support/fuzz.ts";
+import { KINDS, RPCS, TRANSPORTS, tripleKey } from "./support/fuzz.ts";
 import { runFuzz } from "./support/fuzz-run.ts";
 import { type ServiceProcess, startService } from "./support/process.ts";
 
@@ -37,11 +37,11 @@ it("routes every RPC, refuses every defective request with its exact client erro
   expect(report.failures, `seed ${seed}`).toEqual([]);
   expect(report.sent).toBe(count);
 
-  // Every RPC on both transports, and every kind of each transport.
+  // Every RPC on every transport, and every kind of each transport.
   const hit = (rpc: string, transport: string) => Object.keys(report.coverage).some((k) => k.startsWith(`${rpc} ${transport} `));
-  expect(RPCS.flatMap((r) => ["json", "grpc"].filter((t) => !hit(r.path, t)).map((t) => `${r.path} ${t}`)), "RPC x transport never hit").toEqual([]);
+  expect(RPCS.flatMap((r) => TRANSPORTS.filter((t) => !hit(r.path, t)).map((t) => `${r.path} ${t}`)), "RPC x transport never hit").toEqual([]);
   const kindHit = (transport: string, kind: string) => RPCS.some((r) => report.coverage[tripleKey(r.path, transport as "json", kind)]);
-  expect([...JSON_KINDS, ...GRPC_KINDS].filter((k) => !kindHit(k.transport, k.name)).map((k) => `${k.transport} ${k.name}`), "kinds never sent").toEqual([]);
+  expect([...new Set(KINDS)].filter((k) => !kindHit(k.transport, k.name)).map((k) => `${k.transport} ${k.name}`), "kinds never sent").toEqual([]);
 
   expect(report.dbChanges, "tables changed by the requests").toEqual([]);
   expect(report.tablesCounted).toBeGreaterThanOrEqual(14);

@@ -32,6 +32,8 @@ export function requestIdFor(given: string | null | undefined): string {
  * thousands per second would drown the log; failures at info, internal errors at error with
  * their cause), and turns unexpected errors into a bare `internal`.
  */
+const grpc = (h: Headers) => /^application\/grpc/i.test(h.get("content-type") ?? "");
+
 export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
   return (next) => async (req) => {
     const requestId = requestIdFor(req.header.get("x-request-id"));
@@ -51,13 +53,15 @@ export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
       const ms = Math.round(performance.now() - started);
       observe(err instanceof ConnectError ? Code[err.code] : "Internal");
       if (err instanceof ConnectError) {
-        err.metadata.set("x-request-id", requestId);
+        // gRPC and gRPC-Web answers carry it as a header already (server/http-handler.ts): as
+        // error metadata it would come again in the trailers, and clients merge the two.
+        if (!grpc(req.header)) err.metadata.set("x-request-id", requestId);
         log.info({ requestId, rpc, ms, code: Code[err.code], error: err.rawMessage }, "rpc failed");
         throw err;
       }
       log.error({ requestId, rpc, ms, err }, "rpc internal error");
       const internal = new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
-      internal.metadata.set("x-request-id", requestId);
+      if (!grpc(req.header)) internal.metadata.set("x-request-id", requestId);
       throw internal;
     }
   };

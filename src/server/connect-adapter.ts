@@ -9,7 +9,8 @@
  */
 import { Code, ConnectError, type ConnectRouterOptions, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
-import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { encodeEnvelope, type UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "../logger.ts";
 import type { NodeServerRequest, NodeServerResponse, RequestHandler } from "./one-port.ts";
 import { unaryJson } from "./unary-json.ts";
@@ -43,8 +44,31 @@ async function* oneChunk(b: Uint8Array) {
   yield b;
 }
 
+/**
+ * gRPC-Web sends its status in a trailer frame at the end of the body (connect-es yields each
+ * frame as one chunk): the same fix, applied to that frame.
+ */
+function grpcWebTrailerFix(chunk: Uint8Array): Uint8Array {
+  if (chunk.length < 5 || chunk[0] !== trailerFlag) return chunk; // a message, or a compressed trailer
+  const length = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength).getUint32(1);
+  if (length !== chunk.length - 5) return chunk;
+  const trailer = trailerParse(chunk.subarray(5));
+  const before = trailer.get("grpc-status");
+  grpcTrailerFix(trailer);
+  return trailer.get("grpc-status") === before ? chunk : encodeEnvelope(trailerFlag, trailerSerialize(trailer));
+}
+
 async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
   const type = res.header?.get("content-type") ?? "";
+  if (type.startsWith("application/grpc-web") && res.body) {
+    const body = res.body;
+    return {
+      ...res,
+      body: (async function* () {
+        for await (const chunk of body) yield grpcWebTrailerFix(chunk);
+      })(),
+    };
+  }
   if (type.startsWith("application/grpc")) {
     grpcTrailerFix(res.header);
     if (!res.body) return res;
@@ -81,7 +105,10 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
   return res;
 }
 
-export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
+/** The adapter's handler, and whether a path is one of its RPCs. */
+export type ConnectHandler = RequestHandler & { knows(path: string): boolean };
+
+export function connectAdapter(opts: ConnectAdapterOptions): ConnectHandler {
   const acceptCompression = [compressionGzip, compressionBrotli];
   const router = createConnectRouter({ acceptCompression, ...opts });
   opts.routes(router);
@@ -91,7 +118,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
   // Unary Connect JSON, the common case, takes a direct path (src/server/unary-json.ts).
   const direct = unaryJson({ routes: opts.routes, prefixes: opts.prefixes, interceptors: opts.interceptors ?? [], jsonOptions: opts.jsonOptions ?? {}, readMaxBytes: opts.readMaxBytes ?? 0xffffffff, tooLarge: opts.tooLarge, acceptCompression });
 
-  return (req: NodeServerRequest, res: NodeServerResponse) => {
+  const handle = (req: NodeServerRequest, res: NodeServerResponse) => {
     if (direct(req, res)) return;
     const handler = paths.get((req.url ?? "").split("?", 1)[0]!);
     if (!handler) return opts.fallback(req, res);
@@ -108,4 +135,5 @@ export function connectAdapter(opts: ConnectAdapterOptions): RequestHandler {
         } else res.destroy();
       });
   };
+  return Object.assign(handle, { knows: (path: string) => paths.has(path) });
 }

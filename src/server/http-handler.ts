@@ -3,6 +3,7 @@
  * gRPC, gRPC-Web) at both `/v1/shop.<Service>/<Method>` (eTop's paths) and `/shop.<Service>/<Method>`.
  */
 import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
+import type http from "node:http";
 import type { ServerHttp2Stream } from "node:http2";
 import type { Logger } from "../logger.ts";
 import { requestIdFor } from "../api/errors.ts";
@@ -19,6 +20,13 @@ export interface HttpHandlerOptions {
   ready: () => Promise<boolean>;
   /** Extra plain-HTTP routes (metrics, dashboard), tried before Connect. Return true when handled. */
   extra?: (req: NodeServerRequest, res: NodeServerResponse) => boolean;
+  /**
+   * Checks a call's Authorization header before its body is read or decoded; resolves to the
+   * reason when it is refused (answered `unauthenticated`). The interceptors still run after.
+   */
+  authorize?: (authorization: string | undefined) => Promise<string | undefined>;
+  /** Counts a call the handler refused itself (as the edge interceptor counts the others). */
+  refused?: (rpc: string, code: string) => void;
 }
 
 /** The content types our RPCs take (unary Connect JSON or binary, gRPC, gRPC-Web); others get a 415 that says so. */
@@ -31,12 +39,24 @@ const GRPC_CONTENT_TYPE = /^application\/grpc/i;
  * status in a trailers-only response.
  */
 function sendGrpcStatus(req: NodeServerRequest, res: NodeServerResponse, code: number, message: string) {
-  res.writeHead(200, {
+  // HTTP/2: answer once the client has sent its message (read and dropped here). gRPC clients
+  // take a stream closed while they are still sending as reset ("Stream removed"), not as the status.
+  if ("stream" in res && !req.readableEnded) {
+    req.on("data", () => undefined);
+    req.once("end", () => sendGrpcStatus(req, res, code, message));
+    return;
+  }
+  if (res.destroyed || res.headersSent) return;
+  const headers = {
     "content-type": /^application\/grpc-web/i.test(req.headers["content-type"] ?? "") ? "application/grpc-web+proto" : "application/grpc+proto",
     "grpc-status": String(code),
     "grpc-message": encodeURIComponent(message),
     "x-request-id": req.headers["x-request-id"] as string,
-  });
+  };
+  // A trailers-only response: over HTTP/2 one HEADERS frame that ends the stream (gRPC's C core
+  // reads HEADERS followed by an empty DATA frame as a stream removed, not as the status).
+  if ("stream" in res) return res.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+  res.writeHead(200, headers);
   res.end();
 }
 
@@ -60,6 +80,21 @@ const tooLargeError = (limit: number) => ({ code: "resource_exhausted", message:
 
 function readAndDrop(stream: ServerHttp2Stream) {
   while (stream.read() !== null);
+}
+
+/**
+ * HTTP/1.1: an answer written before the request body was read to its end (refused early, a
+ * message connect-es stopped reading) says `Connection: close`. The rest of the body may still be
+ * arriving, and a request stream dropped unread destroys its socket: a client that reused the
+ * connection would see its next request reset (ECONNRESET).
+ */
+function closeIfUnread(req: NodeServerRequest, res: NodeServerResponse) {
+  const r = res as http.ServerResponse;
+  const writeHead = r.writeHead;
+  r.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.readableEnded) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
 }
 
 export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
@@ -96,7 +131,7 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
       stream.once("finish", () => {
         if (!stream.readableEnded) stream.on("readable", () => readAndDrop(stream));
       });
-    }
+    } else closeIfUnread(req, res);
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
@@ -110,9 +145,11 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
     // Every RPC answer carries a request id, also one refused before any interceptor runs (wrong
     // content type, too large, unparseable); the edge interceptor takes this one over.
     // (gRPC and gRPC-Web carry it in the status trailers the interceptor fills.)
+    // gRPC and gRPC-Web carry it as a header too (a call connect-es refuses before the
+    // interceptors run, a message it cannot parse, has no other).
     const requestId = requestIdFor(req.headers["x-request-id"] as string | undefined);
     req.headers["x-request-id"] = requestId;
-    if (!GRPC_CONTENT_TYPE.test(req.headers["content-type"] ?? "")) res.setHeader("x-request-id", requestId);
+    res.setHeader("x-request-id", requestId);
     const refuse = (status: number, body: { code: string; message: string }) => {
       opts.log.info({ requestId, path: path?.slice(0, 200), status, code: body.code, error: body.message }, "request refused");
       sendJson(res, status, body);
@@ -132,21 +169,46 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
         message: `content-type: expected application/json (or application/proto, application/grpc, application/grpc-web), got ${type ? `"${type.slice(0, 100)}"` : "none"}`,
       });
     }
-    if (GRPC_CONTENT_TYPE.test(type)) return handler(req, res);
-    // Connect unary (JSON or binary): Connect reads the whole body before the call anyway, so
-    // its size can be checked first: from Content-Length, or by reading a chunked body here.
-    const length = req.headers["content-length"];
-    const tooLarge = () => refuse(413, tooLargeError(limit));
-    if (length !== undefined) return Number(length) > limit ? tooLarge() : handler(req, res);
-    readBody(req, limit).then(
-      (chunks) => {
-        if (!chunks) return tooLarge();
-        // Connect reads the request as an async iterable: hand it the chunks already read.
-        handOver(req, chunks);
-        handler(req, res);
-      },
-      // The client went away mid-body: nothing to answer.
-      () => res.destroy(),
-    );
+    const dispatch = (type: string) => {
+      if (GRPC_CONTENT_TYPE.test(type)) return handler(req, res);
+      // Connect unary (JSON or binary): Connect reads the whole body before the call anyway, so
+      // its size can be checked first: from Content-Length, or by reading a chunked body here.
+      const length = req.headers["content-length"];
+      const tooLarge = () => refuse(413, tooLargeError(limit));
+      if (length !== undefined) return Number(length) > limit ? tooLarge() : handler(req, res);
+      readBody(req, limit).then(
+        (chunks) => {
+          if (!chunks) return tooLarge();
+          // Connect reads the request as an async iterable: hand it the chunks already read.
+          handOver(req, chunks);
+          handler(req, res);
+        },
+        // The client went away mid-body: nothing to answer.
+        () => res.destroy(),
+      );
+    };
+    // The key before the body: a caller without one never has its body read, decoded or answered on.
+    if (opts.authorize && path && handler.knows(path)) {
+      opts.authorize(req.headers.authorization).then(
+        (refused) => {
+          if (res.destroyed) return;
+          if (refused === undefined) return dispatch(type);
+          // Logged and counted as the interceptors log and count a failed call.
+          const rpc = path.replace(/^\/v1\//, "/").slice(1);
+          opts.log.info({ requestId, rpc, code: "Unauthenticated", error: refused }, "rpc failed");
+          opts.refused?.(rpc, "Unauthenticated");
+          if (GRPC_CONTENT_TYPE.test(type)) sendGrpcStatus(req, res, 16, refused);
+          else sendJson(res, 401, { code: "unauthenticated", message: refused });
+        },
+        (err: unknown) => {
+          // The key could not be checked (the database is away): the call fails as the interceptor's would.
+          opts.log.warn({ requestId, error: (err as Error).message }, "authorization check failed");
+          if (GRPC_CONTENT_TYPE.test(type)) sendGrpcStatus(req, res, 14, "unavailable: try again");
+          else sendJson(res, 503, { code: "unavailable", message: "unavailable: try again" });
+        },
+      );
+      return;
+    }
+    dispatch(type);
   };
 }

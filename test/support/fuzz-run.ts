@@ -33,6 +33,8 @@ import {
   sendHttp,
   slotsOf,
   toProto,
+  type Transport,
+  TRANSPORTS,
   tripleKey,
   validJson,
 } from "./fuzz.ts";
@@ -314,13 +316,13 @@ export async function runFuzz(svc: ServiceProcess, dbUrl: string, opts: FuzzOpti
     const random: BodySources = { id: (kind, slot) => (slot.startsWith("lines.") || slot === "customer_id" ? own[kind] : randomId(r)), cursor: () => undefined, receiverUrl: receiver.url };
     const controls: Record<string, number> = {};
     const controlFailures: string[] = [];
-    const calls = RPCS.flatMap((rpc) => (["json", "grpc"] as const).map((transport) => ({ rpc, transport })));
+    const calls = RPCS.flatMap((rpc) => TRANSPORTS.map((transport) => ({ rpc, transport })));
     await inParallel(
       calls.map(({ rpc, transport }) => async () => {
         const body = validJson(rpc, random);
         const o = await sendValid(svc, sessions, attacker.key, rpc, transport, body);
         controls[label(o)] = (controls[label(o)] ?? 0) + 1;
-        const fine = transport === "json" ? o.result === "http:200" || (o.result === "http:404" && o.code === "not_found") : o.result === "grpc:0" || o.result === "grpc:5";
+        const fine = transport === "json" || transport === "binary" ? o.result === "http:200" || (o.result === "http:404" && o.code === "not_found") : o.result === "grpc:0" || o.result === "grpc:5";
         if (!fine) controlFailures.push(`${transport} ${rpc.path} ${JSON.stringify(body)} -> ${label(o)} ${o.message ?? ""}`);
       }),
       8,
@@ -380,12 +382,20 @@ export async function runFuzz(svc: ServiceProcess, dbUrl: string, opts: FuzzOpti
   }
 }
 
-/** A well-formed call: Connect JSON at eTop's path, or gRPC. */
-function sendValid(svc: ServiceProcess, sessions: GrpcSessions, key: string, rpc: Rpc, transport: "json" | "grpc", body: Record<string, unknown>): Promise<Outcome> {
-  const auth = `Bearer ${key}`;
-  return transport === "json"
-    ? sendHttp(svc.url, { method: "POST", path: `/v1${rpc.path}`, headers: { "content-type": "application/json", authorization: auth }, body: Buffer.from(JSON.stringify(body)) })
-    : sendGrpc(sessions.get(), { path: rpc.path, headers: { "content-type": "application/grpc", te: "trailers", authorization: auth }, body: frame(toProto(rpc, body)) });
+/** A well-formed call: Connect JSON or binary at eTop's path, gRPC or gRPC-Web. */
+function sendValid(svc: ServiceProcess, sessions: GrpcSessions, key: string, rpc: Rpc, transport: Transport, body: Record<string, unknown>): Promise<Outcome> {
+  const authorization = `Bearer ${key}`;
+  const post = (path: string, type: string, bytes: Buffer) => sendHttp(svc.url, { method: "POST", path, headers: { "content-type": type, authorization }, body: bytes });
+  switch (transport) {
+    case "json":
+      return post(`/v1${rpc.path}`, "application/json", Buffer.from(JSON.stringify(body)));
+    case "binary":
+      return post(`/v1${rpc.path}`, "application/proto", toProto(rpc, body));
+    case "grpcweb":
+      return post(rpc.path, "application/grpc-web+proto", frame(toProto(rpc, body)));
+    case "grpc":
+      return sendGrpc(sessions.get(), { path: rpc.path, headers: { "content-type": "application/grpc", te: "trailers", authorization }, body: frame(toProto(rpc, body)) });
+  }
 }
 
 function failure(c: FuzzCase, o: Outcome): Failure {

@@ -157,7 +157,9 @@ export function slotsOf(rpc: Rpc): { ids: Array<{ slot: string; kind: EntityKind
 // ---------------------------------------------------------------------------------------------
 // Defective requests
 
-export type Transport = "json" | "grpc";
+/** Connect JSON over HTTP/1.1, gRPC over HTTP/2, gRPC-Web and Connect binary over HTTP/1.1. */
+export type Transport = "json" | "grpc" | "grpcweb" | "binary";
+export const TRANSPORTS: Transport[] = ["json", "grpc", "grpcweb", "binary"];
 
 /** What a request must get: `http:<status>` or `grpc:<status>`, and the Connect code of a JSON error body. */
 export interface Expected {
@@ -695,16 +697,62 @@ export const GRPC_KINDS: Kind[] = [
   },
 ];
 
-/** Every kind in the round-robin, JSON and gRPC interleaved so that any few in a row hold both transports. */
+/** gRPC kinds sent as gRPC-Web (HTTP/1.1, the same frames): the same answer, in a trailer frame. */
+const GRPC_WEB_KINDS: Kind[] = ["proto-garbage", "wrong-wire-type", "nested-groups", "huge-inner-length", "truncated-message", "compressed-unannounced", "bad-compressed", "oversize-payload", "no-auth", "bad-auth", "grpc-subtype", "json-malformed", "unknown-method", "no-message", "two-messages"].map((name) => {
+  const k = GRPC_KINDS.find((g) => g.name === name)!;
+  return {
+    ...k,
+    transport: "grpcweb" as const,
+    build: (c: CaseContext) => {
+      const b = k.build(c);
+      const headers: Record<string, string> = { ...(b.headers ?? grpcHeaders(c)) };
+      delete headers.te;
+      const type = headers["content-type"] ?? "";
+      if (type.startsWith("application/grpc") && !type.startsWith("application/grpc-web")) headers["content-type"] = type.replace("application/grpc", "application/grpc-web");
+      return { ...b, headers };
+    },
+  };
+});
+
+/** gRPC's message defects as Connect unary binary (application/proto: the message, no frame). */
+const BINARY_KINDS: Kind[] = (
+  [
+    ["proto-garbage", INVALID],
+    ["wrong-wire-type", INVALID],
+    ["nested-groups", INVALID],
+    ["huge-inner-length", INVALID],
+    ["truncated-message", INVALID],
+    ["oversize-payload", { result: "http:413", code: "resource_exhausted" }],
+    ["no-auth", { result: "http:401", code: "unauthenticated" }],
+    ["bad-auth", { result: "http:401", code: "unauthenticated" }],
+  ] as const
+).map(([name, expect]) => {
+  const k = GRPC_KINDS.find((g) => g.name === name)!;
+  return {
+    name,
+    transport: "binary" as const,
+    expect,
+    build: (c: CaseContext) => {
+      const b = k.build(c);
+      const headers: Record<string, string> = { ...(b.headers ?? grpcHeaders(c)), "content-type": "application/proto" };
+      delete headers.te;
+      return { ...b, headers, body: b.body.subarray(5) };
+    },
+  };
+});
+
+/**
+ * Every kind in the round-robin, the transports interleaved so that any four in a row hold all
+ * four (a shorter list comes round again).
+ */
 export const KINDS: Kind[] = (() => {
   const out: Kind[] = [];
-  const [a, b] = [JSON_KINDS, GRPC_KINDS];
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    if (i < a.length) out.push(a[i]!);
-    if (i < b.length) out.push(b[i]!);
-  }
+  const lists = [JSON_KINDS, GRPC_KINDS, GRPC_WEB_KINDS, BINARY_KINDS];
+  for (let i = 0; i < Math.max(...lists.map((l) => l.length)); i++) for (const l of lists) out.push(l[i % l.length]!);
   return out;
 })();
+
+const SPREAD = Math.ceil(KINDS.length / RPCS.length);
 
 /** Requests in one full round: every (RPC, transport, kind) once. */
 export const CYCLE = RPCS.length * KINDS.length;
@@ -727,7 +775,7 @@ export function buildCase(kind: Kind, rpc: Rpc, index: number, c: Omit<CaseConte
   const defaults =
     kind.transport === "json"
       ? { method: "POST", path: `${c.r.pick(["/v1", ""])}${rpc.path}`, headers: { "content-type": "application/json", authorization: `Bearer ${c.key}` } }
-      : { method: "POST", path: rpc.path, headers: grpcHeaders(ctx) };
+      : { method: "POST", path: kind.transport === "binary" ? `/v1${rpc.path}` : rpc.path, headers: grpcHeaders(ctx) };
   return { index, rpc: rpc.path, transport: kind.transport, kind: kind.name, expect: kind.expect, ...defaults, ...built };
 }
 
@@ -737,7 +785,9 @@ export function* fuzzCases(input: GeneratorInput, start: number, count: number):
   for (let i = start; i < start + count; i++) {
     const r = rng(input.seed * 1_000_003 + i);
     const rpc = RPCS[i % RPCS.length]!;
-    const kind = KINDS[(Math.floor(i / RPCS.length) + (i % RPCS.length) + offset) % KINDS.length]!;
+    // Each RPC takes consecutive kinds (all transports in any four), from a start spread over
+    // every kind: so a run of a few rounds sends every kind too.
+    const kind = KINDS[(Math.floor(i / RPCS.length) + (i % RPCS.length) * SPREAD + offset) % KINDS.length]!;
     yield buildCase(kind, rpc, i, { key: input.key, badKeys: input.badKeys, r, bodyLimit: input.bodyLimit }, input.sources);
   }
 }
@@ -778,6 +828,7 @@ export async function sendHttp(baseUrl: string, c: Pick<FuzzCase, "method" | "pa
     } else init.body = c.body;
   }
   const res = await fetch(baseUrl + c.path, init);
+  if ((res.headers.get("content-type") ?? "").startsWith("application/grpc-web")) return grpcWebOutcome(res);
   const text = await res.text();
   let body: unknown;
   try {
@@ -788,6 +839,28 @@ export async function sendHttp(baseUrl: string, c: Pick<FuzzCase, "method" | "pa
   const err = (res.status !== 200 && body) || {};
   const { code, message } = err as { code?: unknown; message?: unknown };
   return { result: `http:${res.status}`, code: typeof code === "string" ? code : undefined, message: typeof message === "string" ? message : undefined, body };
+}
+
+/** A gRPC-Web answer: grpc-status from the headers (trailers-only) or from the body's trailer frame. */
+async function grpcWebOutcome(res: Response): Promise<Outcome> {
+  const body = Buffer.from(await res.arrayBuffer());
+  const fields: Record<string, string> = {};
+  if (res.headers.has("grpc-status")) {
+    fields["grpc-status"] = res.headers.get("grpc-status")!;
+    fields["grpc-message"] = res.headers.get("grpc-message") ?? "";
+  }
+  for (let at = 0; at + 5 <= body.length; ) {
+    const len = body.readUInt32BE(at + 1);
+    if (body[at] === 0x80) {
+      for (const line of body.subarray(at + 5, at + 5 + len).toString().split("\r\n")) {
+        const i = line.indexOf(":");
+        if (i > 0) fields[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+    }
+    at += 5 + len;
+  }
+  if (res.status !== 200 || fields["grpc-status"] === undefined) return { result: `http:${res.status}` };
+  return { result: `grpc:${fields["grpc-status"]}`, message: decodeURIComponent(fields["grpc-message"] ?? "") };
 }
 
 export function sendGrpc(session: http2.ClientHttp2Session, c: Pick<FuzzCase, "path" | "headers" | "body">): Promise<Outcome> {
@@ -844,7 +917,7 @@ export class GrpcSessions {
 
 export async function send(baseUrl: string, sessions: GrpcSessions, c: FuzzCase): Promise<Outcome> {
   try {
-    return c.transport === "json" ? await sendHttp(baseUrl, c) : await sendGrpc(sessions.get(), c);
+    return c.transport === "grpc" ? await sendGrpc(sessions.get(), c) : await sendHttp(baseUrl, c);
   } catch (err) {
     const e = err as Error & { cause?: Error };
     return { result: `error:${e.message}${e.cause ? ` (${e.cause.message})` : ""}` };
