@@ -102,6 +102,7 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         log,
         ready: () => migrationsApplied(db.pool, latest),
       }),
+      { limits: config.connections },
     );
     const address = await server.listen(config.port, config.host);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;

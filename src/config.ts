@@ -7,6 +7,22 @@ import path from "node:path";
 export const ROLES = ["all", "api", "delivery"] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Limits of the one port against slow, idle and abusive clients (docs/configuration.md). */
+export interface ConnectionLimits {
+  /** Open TCP connections at most; more are closed as they arrive. */
+  maxConnections: number;
+  /** HTTP/1.1: a request's headers must arrive within this (slowloris); also the first bytes of any connection. */
+  headersTimeoutMs: number;
+  /** HTTP/1.1: a whole request, body included. */
+  requestTimeoutMs: number;
+  /** HTTP/1.1: an idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** HTTP/2: a session with no stream and no frame for this long is closed (GOAWAY). */
+  h2IdleTimeoutMs: number;
+  /** HTTP/2: concurrent streams per session (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  h2MaxStreams: number;
+}
+
 export interface Config {
   /** HTTP/1.1 + HTTP/2 (gRPC) port. `PORT`, default 8080; 0 picks a free port. */
   port: number;
@@ -28,6 +44,8 @@ export interface Config {
   deliveryPoolSize: number;
   /** Largest request body accepted, in bytes. `SHOPHOOK_BODY_LIMIT_BYTES`, default 1 MiB. */
   bodyLimitBytes: number;
+  /** Connection limits of the one port (server/one-port.ts): see docs/configuration.md. */
+  connections: ConnectionLimits;
   /** pino log level. `LOG_LEVEL`, default info. */
   logLevel: string;
   /** Time SIGTERM waits for in-flight work before forcing exit. `SHOPHOOK_SHUTDOWN_TIMEOUT_MS`, default 10000. */
@@ -66,6 +84,11 @@ export interface Config {
   retryWindowHours: number;
   /** Webhook deliveries in flight at once in one instance. `SHOPHOOK_DELIVERY_CONCURRENCY`, default 2000. */
   deliveryConcurrency: number;
+  /**
+   * Bytes of changes one instance's deliveries hold at once (read, rendered, in flight); turns
+   * wait for room. `SHOPHOOK_DELIVERY_MEMORY_BYTES`, default 128 MiB.
+   */
+  deliveryMemoryBytes: number;
   /** How often the due sweep (retries due, orphaned leases) and the change watcher's poll run. `SHOPHOOK_SWEEP_INTERVAL_MS`, default 1000. */
   sweepIntervalMs: number;
   /** How often every webhook is checked for undelivered changes (the last safety net). `SHOPHOOK_FULL_SWEEP_INTERVAL_MS`, default 300000. */
@@ -140,6 +163,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: int(env, "SHOPHOOK_DB_POOL_SIZE", 20, 2, 1000),
     deliveryPoolSize: int(env, "SHOPHOOK_DELIVERY_POOL_SIZE", 10, 2, 1000),
     bodyLimitBytes: int(env, "SHOPHOOK_BODY_LIMIT_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
+    connections: {
+      maxConnections: int(env, "SHOPHOOK_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+      headersTimeoutMs: int(env, "SHOPHOOK_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
+      requestTimeoutMs: int(env, "SHOPHOOK_REQUEST_TIMEOUT_MS", 60_000, 100, 3_600_000),
+      keepAliveTimeoutMs: int(env, "SHOPHOOK_KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000),
+      h2IdleTimeoutMs: int(env, "SHOPHOOK_H2_IDLE_TIMEOUT_MS", 300_000, 100, 86_400_000),
+      h2MaxStreams: int(env, "SHOPHOOK_H2_MAX_STREAMS", 100, 1, 10_000),
+    },
     logLevel,
     shutdownTimeoutMs: int(env, "SHOPHOOK_SHUTDOWN_TIMEOUT_MS", 10_000, 100, 600_000),
     changeRetentionHours: int(env, "SHOPHOOK_CHANGE_RETENTION_HOURS", 168, 1, 24 * 365),
@@ -156,6 +187,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryMaxStepSeconds: int(env, "SHOPHOOK_RETRY_MAX_STEP_SECONDS", 4 * 3600, 1, 7 * 86_400),
     retryWindowHours: int(env, "SHOPHOOK_RETRY_WINDOW_HOURS", 72, 1, 24 * 90),
     deliveryConcurrency: int(env, "SHOPHOOK_DELIVERY_CONCURRENCY", 2000, 1, 100_000),
+    deliveryMemoryBytes: int(env, "SHOPHOOK_DELIVERY_MEMORY_BYTES", 128 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
     sweepIntervalMs: int(env, "SHOPHOOK_SWEEP_INTERVAL_MS", 1000, 10, 600_000),
     fullSweepIntervalMs: int(env, "SHOPHOOK_FULL_SWEEP_INTERVAL_MS", 300_000, 1000, 86_400_000),
     role,

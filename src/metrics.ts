@@ -15,6 +15,7 @@ export class Metrics {
   readonly rpcDuration: Histogram<"rpc">;
   readonly deliveries: Counter<"result" | "status_class">;
   readonly deliveryDuration: Histogram<"result">;
+  readonly deliveryBytes: Gauge;
 
   constructor(pool: Pool) {
     const registers = [this.registry];
@@ -38,6 +39,11 @@ export class Metrics {
       help: "Duration of webhook delivery attempts (request sent to response read).",
       labelNames: ["result"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.deliveryBytes = new Gauge({
+      name: "shophook_delivery_held_bytes",
+      help: "Bytes of changes this instance's deliveries hold (read, rendered, in flight), against SHOPHOOK_DELIVERY_MEMORY_BYTES.",
       registers,
     });
     // The three backlog gauges are read in one query, by whichever of them is collected first.

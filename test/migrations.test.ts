@@ -12,7 +12,8 @@ import { createPool, type Pool } from "../src/db/pool.ts";
 import { createLogger } from "../src/logger.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 
-const t = useApp();
+// Its own cluster: a migration in a transaction, and a reader holding one, stall the horizon for every other file.
+const t = useApp({}, {}, { cluster: "private" });
 const ROWS = Number(process.env.MIGRATION_TEST_ROWS ?? 1_000_000);
 
 /** The test's own connections (two "instances" for the parallel case), apart from the app's pool. */

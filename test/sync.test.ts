@@ -12,7 +12,8 @@ import type { EntityName } from "../src/entities/model.ts";
 import { type TestShop, useApp } from "./support/app.ts";
 import { LISTS } from "./support/lists.ts";
 
-const t = useApp({ changeRetentionHours: 24 });
+// Its own cluster: tests here hold writing transactions open (a stalled horizon), which would stall every other file.
+const t = useApp({ changeRetentionHours: 24 }, {}, { cluster: "private" });
 
 afterEach(() => {
   vi.useRealTimers();

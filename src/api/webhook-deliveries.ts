@@ -158,7 +158,7 @@ export function webhookDeliveries(ctx: AppContext, deps: WebhookApiDeps, getWebh
       // An earlier batch: send it again as it was, from the change log.
       if (d.from_xid === null || d.end_xid === null) throw failedPrecondition(`delivery ${d.id} has no recorded range to resend`);
       const { rows } = await ctx.pool.query<sql.BatchChangeRow>(
-        sql.nextChanges([{ webhookId: w.id, shopId, fromXid: d.from_xid, fromSeq: d.from_seq!, endXid: d.end_xid, endSeq: d.end_seq!, limit: ctx.config.batchMaxChanges }]),
+        sql.nextChanges([{ webhookId: w.id, shopId, fromXid: d.from_xid, fromSeq: d.from_seq!, endXid: d.end_xid, endSeq: d.end_seq!, limit: ctx.config.batchMaxChanges, maxBytes: null }]),
       );
       if (rows[0]?.pruned) throw failedPrecondition(`delivery ${d.id}: some of its changes were pruned by the retention (${ctx.config.changeRetentionHours}h); it cannot be sent again as it was`);
       const changes = views(rows.filter((r) => r.id !== null), { fields: w.fields, coalesce: w.coalesce_changes });

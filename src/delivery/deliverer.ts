@@ -18,6 +18,7 @@ import { type Logger, throttled } from "../logger.ts";
 import type { Metrics } from "../metrics.ts";
 import { sendAttempt } from "./attempt.ts";
 import { fitting, render, views } from "./batch.ts";
+import { ByteBudget, type Hold } from "./byte-budget.ts";
 import { DeliveryStore } from "./delivery-store.ts";
 import type { History } from "./history.ts";
 import type { HttpSender, SendResult } from "./http-sender.ts";
@@ -52,6 +53,12 @@ interface Batch {
 
 /** Batches one turn sends before yielding its slot to other webhooks. */
 const BATCHES_PER_TURN = 20;
+/**
+ * Bytes held per byte of changes read: the rows as read, the rendered body, and the request in
+ * flight (measured: docs/delivery.md, "Memory").
+ */
+const HELD_PER_BYTE = 3;
+const heldFor = (rows: sql.BatchChangeRow[]) => HELD_PER_BYTE * rows.reduce((n, r) => n + r.bytes, 0);
 /** Seconds a 429's Retry-After asks for (delta-seconds or an HTTP date), or undefined. */
 export function retryAfterSeconds(value: string | undefined, now: Date): number | undefined {
   if (!value) return undefined;
@@ -76,6 +83,10 @@ export class Deliverer {
   private readonly report: ReturnType<typeof throttled>;
   /** How long after taking or renewing a lease a request may still start (it then ends before the lease does). */
   private readonly sendWithinMs: number;
+  /** Bytes of changes held by all turns (SHOPHOOK_DELIVERY_MEMORY_BYTES). */
+  readonly budget: ByteBudget;
+  /** What one read may return, held: reserved before each read. */
+  private readonly readHold: number;
 
   constructor(deps: DelivererDeps) {
     this.deps = deps;
@@ -84,6 +95,8 @@ export class Deliverer {
     const leaseSeconds = sql.leaseSeconds(deps.config.deliveryTimeoutMs);
     this.store = new DeliveryStore(deps.pool, deps.owner, leaseSeconds);
     this.sendWithinMs = leaseSeconds * 1000 - deps.config.deliveryTimeoutMs - 5_000;
+    this.budget = new ByteBudget(deps.config.deliveryMemoryBytes, (used) => deps.metrics?.deliveryBytes.set(used));
+    this.readHold = HELD_PER_BYTE * deps.config.batchMaxBytes;
   }
 
   /** Requests a turn for a webhook; cheap and idempotent. */
@@ -156,10 +169,14 @@ export class Deliverer {
       w = row;
       return true;
     };
+    // Bytes of the batch in hand, and of the next one read ahead (released whatever happens).
+    let hold: Hold | undefined;
+    let aheadHold: Hold | undefined;
     try {
       if (!w.active || w.state === "stop") return;
       if (w.state === "retry" && w.next_attempt_at && w.next_attempt_at > this.deps.clock.now()) return;
       let batch: Batch;
+      hold = await this.budget.reserve(this.readHold);
       // A stored batch is re-sent exactly, unless the webhook's settings changed since it was cut:
       // then it is cut again from the cursor (new id), so nothing its old filters left out is lost.
       if (w.batch_id !== null && w.batch_version === w.settings_version) {
@@ -176,11 +193,12 @@ export class Deliverer {
         // Stored before the first attempt, or not sent at all (the lease was lost meanwhile).
         if (!(await this.store.start.call({ id: w.id, batchId: batch.id, endXid: batch.endXid, endSeq: batch.endSeq, version: batch.version }))) return;
       }
+      hold.resize(heldFor(batch.rows));
       for (let n = 1; ; n++) {
         // The next batch is read while this one is in flight (it is used only after a 2xx), and
-        // fixed in the statement that records this one.
-        const more = n < BATCHES_PER_TURN && !this.stopping;
-        const ahead = more ? this.cut(w, batch.endXid, batch.endSeq) : undefined;
+        // fixed in the statement that records this one; only if the budget has room for it now.
+        aheadHold = n < BATCHES_PER_TURN && !this.stopping ? this.budget.tryReserve(this.readHold) : undefined;
+        const ahead = aheadHold ? this.cut(w, batch.endXid, batch.endSeq) : undefined;
         ahead?.catch(() => undefined); // awaited below, or dropped with a failed batch
         const result = await this.send(w, batch, fenced);
         if (!result) return; // fenced off: another sender has the webhook now
@@ -197,13 +215,20 @@ export class Deliverer {
         w = row;
         const held = w.held_until !== null && w.held_until > new Date();
         if (!next.batch || !w.active || held) {
-          // Budget spent with work maybe left: queue behind the others (release checks too).
-          if (!more && !this.stopping) this.again.add(id);
+          // Budget (of batches, or of bytes) spent with work maybe left: queue behind the others (release checks too).
+          if (!aheadHold && !this.stopping) this.again.add(id);
           return;
         }
+        // next.batch was read, so aheadHold was granted: it now holds the batch in hand.
+        hold!.release();
+        hold = aheadHold!;
+        aheadHold = undefined;
         batch = next.batch;
+        hold.resize(heldFor(batch.rows));
       }
     } finally {
+      hold?.release();
+      aheadHold?.release();
       if (!released) {
         const more = await this.store.release.call(id).catch(() => false);
         if (more && !this.stopping) this.again.add(id);
@@ -219,13 +244,17 @@ export class Deliverer {
    */
   private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string]; pruned?: true }> {
     const { config } = this.deps;
-    const { horizon, pruned, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges });
+    // Read no more than one request body's worth: the byte cap stops the read in PostgreSQL.
+    const maxBytes = config.batchMaxBytes;
+    const { horizon, pruned, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges, maxBytes });
     if (pruned) return { pruned };
     if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
     const id = await this.deps.ids.next();
-    const count = fitting(id, changes, config.batchMaxBytes, w.format, w.shop_id);
-    // A short page that fits whole covers everything below the horizon: end the batch there.
-    const whole = count === changes.length && changes.length < config.batchMaxChanges;
+    const count = fitting(id, changes, maxBytes, w.format, w.shop_id);
+    // A short page that fits whole covers everything below the horizon: end the batch there. A
+    // page the byte cap may have cut (its bytes reach the cap) is not short.
+    const capped = changes.reduce((n, c) => n + c.bytes, 0) >= maxBytes;
+    const whole = count === changes.length && changes.length < config.batchMaxChanges && !capped;
     const last = changes[count - 1]!;
     const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
     const first = changes[0]!;
@@ -245,6 +274,7 @@ export class Deliverer {
       endXid: w.batch_end_xid,
       endSeq: w.batch_end_seq,
       limit: this.deps.config.batchMaxChanges,
+      maxBytes: null, // re-read whole: it was cut to fit a body
     });
     if (pruned) return undefined;
     return { id: w.batch_id!, version: w.batch_version!, fromXid: w.cursor_xid, fromSeq: w.cursor_seq, endXid: w.batch_end_xid!, endSeq: w.batch_end_seq!, rows: changes };

@@ -7,13 +7,22 @@
  * pause/unshift breaks h2c framing (../shared/STACK.md).
  */
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { ConnectionLimits } from "../config.ts";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-/** A connection that sends nothing for this long is dropped before it reaches either server. */
-const PEEK_TIMEOUT_MS = 10_000;
+
+/** What a server gets when nothing is set: config.ts's defaults. */
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxConnections: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  h2IdleTimeoutMs: 300_000,
+  h2MaxStreams: 100,
+};
 
 /** The handler shape Connect's node adapter produces: serves http and http2 requests alike. */
 export type RequestHandler = ReturnType<typeof connectNodeAdapter>;
@@ -31,7 +40,16 @@ export interface OnePortServer {
   inFlight(): number;
 }
 
-export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSize?: number } = {}): OnePortServer {
+/**
+ * Limits (`limits`, from config): connections at most (more are closed on arrival); a
+ * connection's first bytes, and an HTTP/1.1 request's headers, within `headersTimeoutMs`
+ * (slowloris); a whole HTTP/1.1 request within `requestTimeoutMs`; idle keep-alive connections
+ * closed after `keepAliveTimeoutMs` and idle HTTP/2 sessions after `h2IdleTimeoutMs`;
+ * `h2MaxStreams` concurrent streams per session, and a session that resets streams faster than
+ * Node's rapid-reset limit (a burst of 1,000, then 33 a second) is closed with ENHANCE_YOUR_CALM.
+ */
+export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSize?: number; limits?: ConnectionLimits } = {}): OnePortServer {
+  const limits = opts.limits ?? DEFAULT_LIMITS;
   let closing = false;
   let active = 0;
   /** HTTP/1.1 responses not yet finished: told to close their connection when shutdown starts. */
@@ -62,11 +80,29 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
     handler(req, res);
   };
 
-  const h1 = http.createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000, requestTimeout: 60_000 }, wrapped);
-  const h2 = http2.createServer({ maxSessionMemory: 32 }, wrapped);
+  const h1 = http.createServer(
+    {
+      maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      requestTimeout: limits.requestTimeoutMs,
+      // How often the two timeouts above are checked (Node's default, 30 s, would let a slowloris linger).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    wrapped,
+  );
+  const h2 = http2.createServer(
+    { maxSessionMemory: 32, settings: { maxConcurrentStreams: limits.h2MaxStreams }, streamResetBurst: 1000, streamResetRate: 33 } as http2.ServerOptions,
+    wrapped,
+  );
   h2.on("session", (s) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
+    // An idle session (no frame either way) is asked to go; streams in flight finish first.
+    s.setTimeout(limits.h2IdleTimeoutMs, () => {
+      s.close();
+      setTimeout(() => s.destroy(), 10_000).unref();
+    });
     if (closing) s.close();
   });
   // A broken peer must never take the process down.
@@ -81,7 +117,7 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     let seen = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), PEEK_TIMEOUT_MS);
+    const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
     const onReadable = () => {
       let chunk: Buffer | null;
       while ((chunk = socket.read() as Buffer | null) !== null) seen = Buffer.concat([seen, chunk]);
@@ -97,6 +133,12 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
     socket.once("end", () => clearTimeout(timer));
   });
 
+  tcp.maxConnections = limits.maxConnections;
+  // The http server gets its connections from `tcp` and never listens itself, so start what its
+  // 'listening' starts: the connection list and the timer that enforces headersTimeout and
+  // requestTimeout (without it a slowloris lingers) and that closeIdleConnections() walks.
+  h1.emit("listening");
+
   return {
     listen(port, host) {
       return new Promise((resolve, reject) => {
@@ -111,6 +153,7 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
       closing = true;
       for (const r of h1Responses) closeAfter(r);
       const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      h1.close(() => undefined); // stops the timer above and closes idle connections (it never listened: the error is expected)
       h1.closeIdleConnections();
       for (const s of sessions) s.close();
       const idle = active === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));

@@ -10,7 +10,7 @@ import { type App, type AppDeps, startApp } from "../../src/app.ts";
 import { createApiKey, createShop } from "../../src/auth/api-keys.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
-import { createTestDatabase, dropTestDatabase } from "./db.ts";
+import { createPrivateDatabase, createTestDatabase, dropTestDatabase } from "./db.ts";
 
 export type Protocol = "connect" | "grpc" | "grpcweb";
 export const protocols: Protocol[] = ["connect", "grpc", "grpcweb"];
@@ -52,12 +52,20 @@ export function testConfig(dbUrl: string, overrides: Partial<Config> = {}): Conf
   return { ...loadConfig({}), port: 0, host: "127.0.0.1", databaseUrl: dbUrl, dbPoolSize: 10, logLevel: "silent", ...overrides };
 }
 
-export function useApp(overrides: Partial<Config> = {}, deps: AppDeps = {}): TestApp {
+/**
+ * The file's app on its own database. `cluster: "private"`: on a PostgreSQL cluster of its own
+ * (test/support/db.ts createPrivateDatabase), for files that stall the feed on purpose.
+ */
+export function useApp(overrides: Partial<Config> = {}, deps: AppDeps = {}, opts: { cluster?: "shared" | "private" } = {}): TestApp {
   const handle = {} as TestApp;
   let failed = false;
   let shops = 0;
+  let privateCluster: Awaited<ReturnType<typeof createPrivateDatabase>> | undefined;
   beforeAll(async () => {
-    handle.dbUrl = await createTestDatabase();
+    if (opts.cluster === "private") {
+      privateCluster = await createPrivateDatabase();
+      handle.dbUrl = privateCluster.url;
+    } else handle.dbUrl = await createTestDatabase();
     const config = testConfig(handle.dbUrl, overrides);
     handle.app = await startApp(config, createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), deps);
     handle.shop = async (name = `shop ${++shops}`) => {
@@ -71,6 +79,7 @@ export function useApp(overrides: Partial<Config> = {}, deps: AppDeps = {}): Tes
   });
   afterAll(async () => {
     await handle.app?.stop();
+    if (privateCluster) return privateCluster.stop();
     if (!handle.dbUrl) return;
     if (failed) console.error(`test database kept for inspection: ${handle.dbUrl}`);
     else await dropTestDatabase(handle.dbUrl);

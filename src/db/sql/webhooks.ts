@@ -335,6 +335,8 @@ export interface BatchChangeRow {
   time: Date;
   latest: string;
   changed: string | null;
+  /** Bytes of latest and changed as text: what the byte cap counts. */
+  bytes: number;
 }
 
 export interface NextChanges {
@@ -347,6 +349,12 @@ export interface NextChanges {
   endXid: string | null;
   endSeq: string | null;
   limit: number;
+  /**
+   * Stop once this many bytes (latest + changed) are read, the change that passes it included
+   * (so at least one); null: no cap (a stored batch is re-read whole). Rows past the cap never
+   * leave PostgreSQL.
+   */
+  maxBytes: number | null;
 }
 
 /**
@@ -358,19 +366,24 @@ export function nextChanges(reqs: NextChanges[]): Query {
   const col = <K extends keyof NextChanges>(k: K) => reqs.map((r) => r[k]);
   return prepared({
     text: `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon),
-req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::xid8[], $6::bigint[], $7::int[])
-               WITH ORDINALITY AS r(webhook_id, shop_id, from_xid, from_seq, end_xid, end_seq, lim, ord))
-SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, ${behindPrune("changes", "req.shop_id", "req.from_xid", "req.from_seq")} AS pruned, c.*
+req AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::xid8[], $4::bigint[], $5::xid8[], $6::bigint[], $7::int[], $8::bigint[])
+               WITH ORDINALITY AS r(webhook_id, shop_id, from_xid, from_seq, end_xid, end_seq, lim, max_bytes, ord))
+SELECT req.ord::int - 1 AS ord, h.horizon::text AS horizon, ${behindPrune("changes", "req.shop_id", "req.from_xid", "req.from_seq")} AS pruned,
+       c.id, c.xid, c.entity, c.entity_id, c.change_type, c.time, c.latest, c.changed, c.bytes
   FROM req CROSS JOIN h LEFT JOIN webhooks w ON w.id = req.webhook_id
   LEFT JOIN LATERAL (
-    SELECT c.id, c.xid::text AS xid, c.xid AS xid8, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed
-      FROM changes c
-     WHERE c.shop_id = req.shop_id AND (c.xid, c.id) > (req.from_xid, req.from_seq) AND c.xid < h.horizon
-       AND ${MATCHES} AND (req.end_xid IS NULL OR (c.xid, c.id) <= (req.end_xid, req.end_seq))
-     ORDER BY c.xid, c.id LIMIT req.lim
+    SELECT * FROM (
+      SELECT p.*, sum(p.bytes) OVER (ORDER BY p.xid8, p.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
+        FROM (SELECT c.id, c.xid::text AS xid, c.xid AS xid8, c.entity, c.entity_id, c.change_type, c.time, c.latest::text AS latest, c.changed::text AS changed,
+                     octet_length(c.latest::text) + coalesce(octet_length(c.changed::text), 0) AS bytes
+                FROM changes c
+               WHERE c.shop_id = req.shop_id AND (c.xid, c.id) > (req.from_xid, req.from_seq) AND c.xid < h.horizon
+                 AND ${MATCHES} AND (req.end_xid IS NULL OR (c.xid, c.id) <= (req.end_xid, req.end_seq))
+               ORDER BY c.xid, c.id LIMIT req.lim) p) q
+     WHERE req.max_bytes IS NULL OR coalesce(q.bytes_before, 0) < req.max_bytes
   ) c ON true
  ORDER BY req.ord, c.xid8, c.id`,
-    values: [col("webhookId"), col("shopId"), col("fromXid"), col("fromSeq"), col("endXid"), col("endSeq"), col("limit")],
+    values: [col("webhookId"), col("shopId"), col("fromXid"), col("fromSeq"), col("endXid"), col("endSeq"), col("limit"), col("maxBytes")],
   });
 }
 
