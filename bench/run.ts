@@ -21,6 +21,7 @@ const BENCHES: Array<{ name: string; args: string[]; what: string }> = [
   { name: "delivery", args: [], what: "delivery latency and throughput (bench/delivery.ts)" },
   { name: "isolation", args: [], what: "healthy endpoints beside failing ones (bench/isolation.ts)" },
   { name: "backlog", args: [], what: "memory with 1M undelivered changes (bench/backlog.ts)" },
+  { name: "abuse", args: [], what: "valid calls during rapid reset, slowloris and 2,000 idle connections (bench/abuse.ts)" },
   { name: "backlog-many", args: [], what: "1,000 backlogged webhooks draining after an outage, bounded vs unbounded (bench/backlog-many.ts)" },
   { name: "writes", args: ["10", "32"], what: "write RPC throughput (bench/writes.ts)" },
   { name: "feed", args: ["1000000"], what: "List*/GetChanges pages at 1M rows (bench/feed.ts)" },

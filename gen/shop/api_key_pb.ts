@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/api_key.proto.
  */
 export const file_shop_api_key: GenFile = /*@__PURE__*/
-  fileDesc("ChJzaG9wL2FwaV9rZXkucHJvdG8SBHNob3AiIwoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJIkYKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiEKB2FwaV9rZXkYASABKAsyEC5zaG9wLkFwaUtleUluZm8SCwoDa2V5GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI5ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiIKCGFwaV9rZXlzGAEgAygLMhAuc2hvcC5BcGlLZXlJbmZvIiUKE1Jldm9rZUFwaUtleVJlcXVlc3QSDgoCaWQYASABKANCAjABIjkKFFJldm9rZUFwaUtleVJlc3BvbnNlEiEKB2FwaV9rZXkYASABKAsyEC5zaG9wLkFwaUtleUluZm8y4AEKBkFwaUtleRJHCgxDcmVhdGVBcGlLZXkSGS5zaG9wLkNyZWF0ZUFwaUtleVJlcXVlc3QaGi5zaG9wLkNyZWF0ZUFwaUtleVJlc3BvbnNlIgASRAoLTGlzdEFwaUtleXMSGC5zaG9wLkxpc3RBcGlLZXlzUmVxdWVzdBoZLnNob3AuTGlzdEFwaUtleXNSZXNwb25zZSIAEkcKDFJldm9rZUFwaUtleRIZLnNob3AuUmV2b2tlQXBpS2V5UmVxdWVzdBoaLnNob3AuUmV2b2tlQXBpS2V5UmVzcG9uc2UiAGIGcHJvdG8z", [file_shop_common]);
+  fileDesc("ChJzaG9wL2FwaV9rZXkucHJvdG8SBHNob3AiMwoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnNjb3BlcxgCIAMoCSJGChRDcmVhdGVBcGlLZXlSZXNwb25zZRIhCgdhcGlfa2V5GAEgASgLMhAuc2hvcC5BcGlLZXlJbmZvEgsKA2tleRgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiOQoTTGlzdEFwaUtleXNSZXNwb25zZRIiCghhcGlfa2V5cxgBIAMoCzIQLnNob3AuQXBpS2V5SW5mbyIlChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KAmlkGAEgASgDQgIwASI5ChRSZXZva2VBcGlLZXlSZXNwb25zZRIhCgdhcGlfa2V5GAEgASgLMhAuc2hvcC5BcGlLZXlJbmZvMuABCgZBcGlLZXkSRwoMQ3JlYXRlQXBpS2V5Ehkuc2hvcC5DcmVhdGVBcGlLZXlSZXF1ZXN0Ghouc2hvcC5DcmVhdGVBcGlLZXlSZXNwb25zZSIAEkQKC0xpc3RBcGlLZXlzEhguc2hvcC5MaXN0QXBpS2V5c1JlcXVlc3QaGS5zaG9wLkxpc3RBcGlLZXlzUmVzcG9uc2UiABJHCgxSZXZva2VBcGlLZXkSGS5zaG9wLlJldm9rZUFwaUtleVJlcXVlc3QaGi5zaG9wLlJldm9rZUFwaUtleVJlc3BvbnNlIgBiBnByb3RvMw", [file_shop_common]);
 
 /**
  * @generated from message shop.CreateApiKeyRequest
@@ -24,6 +24,15 @@ export type CreateApiKeyRequest = Message<"shop.CreateApiKeyRequest"> & {
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * What the key may do: "read" (Get*, List*, GetChanges), "write" (entity writes), "webhooks"
+   * (webhook management and delivery history), "keys" (key management). None: every scope. A
+   * key can only create keys with scopes it has itself.
+   *
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
 };
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/common.proto.
  */
 export const file_shop_common: GenFile = /*@__PURE__*/
-  fileDesc("ChFzaG9wL2NvbW1vbi5wcm90bxIEc2hvcCJECgZQYWdpbmcSDQoFYWZ0ZXIYASABKAkSDgoGYmVmb3JlGAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiQwoIUGFnZUluZm8SDAoEbmV4dBgBIAEoCRIMCgRwcmV2GAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiVAoEU2hvcBIOCgJpZBgBIAEoA0ICMAESDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKaAQoKQXBpS2V5SW5mbxIOCgJpZBgBIAEoA0ICMAESDgoGcHJlZml4GAIgASgJEgwKBG5hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirgEKB0FkZHJlc3MSEQoJZnVsbF9uYW1lGAEgASgJEg0KBXBob25lGAIgASgJEg0KBWVtYWlsGAMgASgJEhAKCGFkZHJlc3MxGAQgASgJEhAKCGFkZHJlc3MyGAUgASgJEgwKBHdhcmQYBiABKAkSEAoIZGlzdHJpY3QYByABKAkSEAoIcHJvdmluY2UYCCABKAkSDwoHY291bnRyeRgJIAEoCRILCgN6aXAYCiABKAkiGwoJSWRzRmlsdGVyEg4KAmlkGAEgAygDQgIwASIiCg9SZW1vdmVkUmVzcG9uc2USDwoHcmVtb3ZlZBgBIAEoBWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChFzaG9wL2NvbW1vbi5wcm90bxIEc2hvcCJECgZQYWdpbmcSDQoFYWZ0ZXIYASABKAkSDgoGYmVmb3JlGAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiQwoIUGFnZUluZm8SDAoEbmV4dBgBIAEoCRIMCgRwcmV2GAIgASgJEg0KBWxpbWl0GAMgASgFEgwKBHNvcnQYBCABKAkiVAoEU2hvcBIOCgJpZBgBIAEoA0ICMAESDAoEbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqAQoKQXBpS2V5SW5mbxIOCgJpZBgBIAEoA0ICMAESDgoGcHJlZml4GAIgASgJEgwKBG5hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc2NvcGVzGAYgAygJIq4BCgdBZGRyZXNzEhEKCWZ1bGxfbmFtZRgBIAEoCRINCgVwaG9uZRgCIAEoCRINCgVlbWFpbBgDIAEoCRIQCghhZGRyZXNzMRgEIAEoCRIQCghhZGRyZXNzMhgFIAEoCRIMCgR3YXJkGAYgASgJEhAKCGRpc3RyaWN0GAcgASgJEhAKCHByb3ZpbmNlGAggASgJEg8KB2NvdW50cnkYCSABKAkSCwoDemlwGAogASgJIhsKCUlkc0ZpbHRlchIOCgJpZBgBIAMoA0ICMAEiIgoPUmVtb3ZlZFJlc3BvbnNlEg8KB3JlbW92ZWQYASABKAViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Paging is the cursor paging request every List* RPC takes, as eTop's
@@ -163,6 +163,13 @@ export type ApiKeyInfo = Message<"shop.ApiKeyInfo"> & {
    * @generated from field: google.protobuf.Timestamp revoked_at = 5;
    */
   revokedAt?: Timestamp | undefined;
+
+  /**
+   * What the key may do (every scope for a key created without any).
+   *
+   * @generated from field: repeated string scopes = 6;
+   */
+  scopes: string[];
 };
 
 /**

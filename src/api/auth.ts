@@ -1,6 +1,7 @@
 /** Bearer-key authentication for every shop RPC; handlers read the principal from the context. */
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { authenticate, type Principal } from "../auth/api-keys.ts";
+import { scopeOf } from "../auth/scopes.ts";
 import type { Pool } from "../db/pool.ts";
 
 const principalKey = createContextKey<Principal | undefined>(undefined, { description: "authenticated shop" });
@@ -23,6 +24,12 @@ export function authInterceptor(pool: Pool): Interceptor {
   return (next) => async (req) => {
     const auth = await checkAuthorization(pool, req.header.get("authorization"));
     if ("error" in auth) throw new ConnectError(auth.error, Code.Unauthenticated);
+    // The key's scopes (src/auth/scopes.ts): checked here, for every RPC, before its handler.
+    const needed = scopeOf(req.service.typeName, req.method.name);
+    const has = auth.principal.scopes;
+    if (needed && has && !has.has(needed)) {
+      throw new ConnectError(`this API key lacks the "${needed}" scope that ${req.method.name} needs (it has: ${[...has].join(", ")})`, Code.PermissionDenied);
+    }
     req.contextValues.set(principalKey, auth.principal);
     return next(req);
   };

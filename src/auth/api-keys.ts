@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Pool } from "../db/pool.ts";
 import * as sql from "../db/sql/shops.ts";
+import { parseScopes, type Scope, SCOPES } from "./scopes.ts";
 
 const KEY_PREFIX = "shk_";
 
@@ -14,6 +15,8 @@ export interface Principal {
   keyName: string;
   keyPrefix: string;
   keyCreatedAt: Date;
+  /** The key's scopes; undefined: every scope. */
+  scopes?: ReadonlySet<Scope>;
 }
 
 export function hashKey(key: string): Buffer {
@@ -34,15 +37,21 @@ export async function createShop(pool: Pool, name: string): Promise<sql.ShopRow>
   return rows[0]!;
 }
 
-/** Creates a key for a shop; the returned `key` is the only time the secret exists in the clear. */
-export async function createApiKey(pool: Pool, shopId: string, name = ""): Promise<{ key: string; row: sql.ApiKeyRow }> {
+/**
+ * Creates a key for a shop; the returned `key` is the only time the secret exists in the clear.
+ * `scopes`: what it may do (src/auth/scopes.ts); none given, or all of them: every scope.
+ */
+export async function createApiKey(pool: Pool, shopId: string, name = "", scopes: readonly string[] = []): Promise<{ key: string; row: sql.ApiKeyRow }> {
   if (!/^\d{1,19}$/.test(shopId)) throw new RangeError(`shop id must be an integer, got "${shopId}"`);
   const { rows: shops } = await pool.query(sql.getShop(shopId));
   if (shops.length === 0) throw new RangeError(`no shop with id ${shopId}`);
   // eslint-disable-next-line no-control-regex
   if (name.length > 100 || /[\u0000-\u001f\u007f]/.test(name)) throw new RangeError("key name must be at most 100 characters, without control characters");
+  const parsed = parseScopes(scopes);
+  // Stored as NULL when it is every scope: such a key also gets scopes added later.
+  const stored = parsed.length && parsed.length < SCOPES.length ? parsed : null;
   const key = generateKey();
-  const { rows } = await pool.query<sql.ApiKeyRow>(sql.insertApiKey(shopId, name, key.slice(0, KEY_PREFIX.length + 8), hashKey(key)));
+  const { rows } = await pool.query<sql.ApiKeyRow>(sql.insertApiKey(shopId, name, key.slice(0, KEY_PREFIX.length + 8), hashKey(key), stored));
   return { key, row: rows[0]! };
 }
 
@@ -88,6 +97,7 @@ export async function authenticate(pool: Pool, key: string): Promise<Principal |
     keyName: r.name,
     keyPrefix: r.prefix,
     keyCreatedAt: r.created_at,
+    scopes: r.scopes ? new Set(parseScopes(r.scopes)) : undefined,
   };
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(cacheKey, { principal, expires: Date.now() + CACHE_TTL_MS });

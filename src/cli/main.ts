@@ -7,6 +7,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { type App, startApp } from "../app.ts";
 import { createApiKey, createShop, revokeApiKey } from "../auth/api-keys.ts";
+import { parseScopes, SCOPES } from "../auth/scopes.ts";
 import { ConfigError, loadConfig } from "../config.ts";
 import { openDatabase, type Database } from "../db/database.ts";
 import { loadMigrations, migrate } from "../db/migrate.ts";
@@ -168,13 +169,23 @@ const commands: Record<string, Command> = {
     },
   },
   "key create": {
-    usage: "shophook key create <shop-id> [--name NAME] [--json]",
+    usage: "shophook key create <shop-id> [--name NAME] [--scopes read,write,webhooks,keys] [--json]",
     summary: "Create an API key for a shop; the key is printed once and stored only as a hash.",
-    options: { name: { type: "string", doc: "a label for the key" }, json: { type: "boolean", doc: "print JSON" } },
+    options: {
+      name: { type: "string", doc: "a label for the key" },
+      scopes: { type: "string", doc: "what it may do, comma-separated: read, write, webhooks, keys (default: all)" },
+      json: { type: "boolean", doc: "print JSON" },
+    },
     async run(args, flags) {
       const shopId = args[0];
       if (!shopId) throw new UsageError("shop id is required");
-      const { key, row } = await withDb((db) => createApiKey(db.pool, shopId, (flags.name as string | undefined) ?? ""));
+      const scopes = ((flags.scopes as string | undefined) ?? "").split(",");
+      try {
+        parseScopes(scopes);
+      } catch (err) {
+        throw new UsageError(`--scopes: ${(err as Error).message}`);
+      }
+      const { key, row } = await withDb((db) => createApiKey(db.pool, shopId, (flags.name as string | undefined) ?? "", scopes));
       if (flags.json) return json({ ...row, key });
       out(`api key ${row.id} created for shop ${row.shop_id}; it is shown only now:`);
       out(key);
@@ -190,7 +201,7 @@ const commands: Record<string, Command> = {
       const rows = await withDb(async (db) => (await db.pool.query<sql.ApiKeyRow>(sql.listApiKeys(shopId))).rows);
       if (flags.json) return json(rows);
       if (!rows.length) return out("no keys");
-      for (const r of rows) out(`${r.id}  ${r.prefix}…  ${r.revoked_at ? "revoked " + r.revoked_at.toISOString() : "active"}  ${r.name}`);
+      for (const r of rows) out(`${r.id}  ${r.prefix}…  ${r.revoked_at ? "revoked " + r.revoked_at.toISOString() : "active"}  ${(r.scopes ?? SCOPES).join(",")}  ${r.name}`);
     },
   },
   "key revoke": {
