@@ -102,11 +102,16 @@ export async function startApp(config: Config, log: Logger = createLogger(config
         log,
         ready: () => migrationsApplied(db.pool, latest),
       }),
-      { limits: config.connections },
+      {
+        limits: config.connections,
+        tls: config.tls,
+        onTls: (event, err) =>
+          event === "reloaded" ? log.info({ cert: config.tls?.certFile }, "TLS certificate reloaded") : log.error({ cert: config.tls?.certFile, error: err?.message }, "TLS certificate reload failed; serving the previous one"),
+      },
     );
     const address = await server.listen(config.port, config.host);
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    const url = `http://${host}:${address.port}`;
+    const url = `${config.tls ? "https" : "http"}://${host}:${address.port}`;
     log.info({ url, port: address.port }, "listening");
 
     let stopping: Promise<void> | undefined;

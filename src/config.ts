@@ -109,6 +109,11 @@ export interface Config {
   deliveryHistoryDays: number;
   /** Bearer token for GET /metrics; unset: /metrics answers loopback clients only. `SHOPHOOK_METRICS_TOKEN`. */
   metricsToken: string | undefined;
+  /**
+   * PEM files: with both, the one port speaks TLS only (HTTPS, gRPC over TLS: ALPN h2 and
+   * http/1.1), and picks up new files when they change. `SHOPHOOK_TLS_CERT`, `SHOPHOOK_TLS_KEY`.
+   */
+  tls: { certFile: string; keyFile: string } | undefined;
   /** Warn when a transaction holding the feed back has been open this long. `SHOPHOOK_STALL_WARN_SECONDS`, default 30. */
   stallWarnSeconds: number;
 }
@@ -145,6 +150,14 @@ function str(env: NodeJS.ProcessEnv, name: string, def: string): string {
 }
 
 /** Reads the configuration from `env`; throws a readable error naming the bad variable. */
+function tlsFiles(env: NodeJS.ProcessEnv): Config["tls"] {
+  const certFile = env.SHOPHOOK_TLS_CERT || undefined;
+  const keyFile = env.SHOPHOOK_TLS_KEY || undefined;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError(`TLS needs both SHOPHOOK_TLS_CERT and SHOPHOOK_TLS_KEY; only ${certFile ? "SHOPHOOK_TLS_CERT" : "SHOPHOOK_TLS_KEY"} is set`);
+  return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = str(env, "LOG_LEVEL", "info");
   const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -196,6 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryAfterMaxSeconds: int(env, "SHOPHOOK_RETRY_AFTER_MAX_SECONDS", 3600, 1, 86_400),
     deliveryHistoryDays: int(env, "SHOPHOOK_DELIVERY_HISTORY_DAYS", 30, 1, 3650),
     metricsToken: env.SHOPHOOK_METRICS_TOKEN || undefined,
+    tls: tlsFiles(env),
     stallWarnSeconds: int(env, "SHOPHOOK_STALL_WARN_SECONDS", 30, 1, 86_400),
   };
   if ((config.apiDatabaseUrl || config.readDatabaseUrl) && !config.databaseUrl) {

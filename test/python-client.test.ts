@@ -3,9 +3,10 @@ import { execFile, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Webhook } from "../gen/shop/webhook_pb.ts";
 import { useApp } from "./support/app.ts";
+import { certPaths, writeCert } from "./support/tls.ts";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "..");
@@ -38,6 +39,11 @@ async function client(args: string[]) {
 }
 
 const t = useApp({ webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"] });
+// A second server with native TLS (SHOPHOOK_TLS_CERT / _KEY), for the client's --tls-ca.
+const certs = certPaths();
+beforeAll(() => writeCert(certs));
+afterAll(() => fs.rmSync(certs.dir, { recursive: true, force: true }));
+const secure = useApp({ webhookAllowHttp: true, webhookAllowPrivate: ["127.0.0.1"], tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
 
 describe("Python gRPC client (examples/python)", () => {
   it.skipIf(absent.length > 0 && !IN_CI)("creates a product and a webhook, lists them and reads the change over gRPC; a bad key is UNAUTHENTICATED", { timeout: 60_000 }, async () => {
@@ -83,5 +89,19 @@ describe("Python gRPC client (examples/python)", () => {
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe("");
     expect(bad.stderr).toMatch(/^CreateProduct failed: UNAUTHENTICATED: authorization: unknown or revoked api key/);
+  });
+
+  it.skipIf(absent.length > 0 && !IN_CI)("the same over TLS: a secure channel trusting the server's certificate (generated stubs from the test above)", { timeout: 60_000 }, async () => {
+    const shop = await secure.shop();
+    const server = new URL(secure.app.url).host;
+    const { stdout, stderr } = await client(["--server", server, "--key", shop.key, "--webhook-url", "http://127.0.0.1:9/hook", "--tls-ca", certs.certFile]);
+    expect(stderr).toBe("");
+    expect(stdout.trim().split("\n").map((l) => JSON.parse(l).step)).toEqual(["CreateProduct", "CreateWebhook", "GetWebhooks", "ListProducts", "GetChanges"]);
+    // Without trusting it, the client refuses the connection.
+    const untrusted = await client(["--server", server, "--key", shop.key, "--tls-ca", "/etc/ssl/certs/ca-certificates.crt"]).then(
+      () => "connected",
+      (e: { stderr: string }) => e.stderr,
+    );
+    expect(untrusted).toMatch(/UNAVAILABLE/);
   });
 });

@@ -53,6 +53,8 @@ def main():
     p.add_argument("--product-name", default="Python example product")
     p.add_argument("--page-size", type=int, default=100)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default %(default)s)")
+    p.add_argument("--tls-ca", default=os.environ.get("SHOPHOOK_TLS_CA"),
+                   help="PEM file of the CA to trust: connect over TLS (a server with SHOPHOOK_TLS_CERT; env SHOPHOOK_TLS_CA)")
     args = p.parse_args()
     if not args.key:
         p.error("an API key is required: --key or SHOPHOOK_API_KEY")
@@ -60,7 +62,12 @@ def main():
     auth = [("authorization", f"Bearer {args.key}")]
     step = "connect"
     try:
-        with grpc.insecure_channel(args.server) as channel:
+        if args.tls_ca:
+            with open(args.tls_ca, "rb") as f:
+                channel = grpc.secure_channel(args.server, grpc.ssl_channel_credentials(root_certificates=f.read()))
+        else:
+            channel = grpc.insecure_channel(args.server)
+        with channel:
             products = product_pb2_grpc.ProductStub(channel)
             webhooks = webhook_pb2_grpc.WebhookStub(channel)
 

@@ -92,7 +92,8 @@ function closeIfUnread(req: NodeServerRequest, res: NodeServerResponse) {
   const r = res as http.ServerResponse;
   const writeHead = r.writeHead;
   r.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (!req.readableEnded) this.shouldKeepAlive = false;
+    // (A GET or HEAD has no body to wait for.)
+    if (!req.readableEnded && req.method !== "GET" && req.method !== "HEAD") this.shouldKeepAlive = false;
     return writeHead.apply(this, args);
   } as typeof writeHead;
 }

@@ -10,7 +10,9 @@ import type { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectionLimits } from "../config.ts";
 import http from "node:http";
 import http2 from "node:http2";
+import fs from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -48,7 +50,10 @@ export interface OnePortServer {
  * `h2MaxStreams` concurrent streams per session, and a session that resets streams faster than
  * Node's rapid-reset limit (a burst of 1,000, then 33 a second) is closed with ENHANCE_YOUR_CALM.
  */
-export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSize?: number; limits?: ConnectionLimits } = {}): OnePortServer {
+export function createOnePortServer(
+  handler: RequestHandler,
+  opts: { maxHeaderSize?: number; limits?: ConnectionLimits; tls?: TlsFiles; onTls?: (event: "reloaded" | "reload failed", err?: Error) => void } = {},
+): OnePortServer {
   const limits = opts.limits ?? DEFAULT_LIMITS;
   let closing = false;
   let active = 0;
@@ -112,10 +117,13 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
   });
   h2.on("sessionError", () => undefined);
 
-  const tcp = net.createServer({ pauseOnConnect: true }, (socket) => {
+  const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
+  };
+  const plain = (socket: net.Socket) => {
+    track(socket);
     let seen = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
     const onReadable = () => {
@@ -131,7 +139,14 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
     };
     socket.on("readable", onReadable);
     socket.once("end", () => clearTimeout(timer));
+  };
+  // TLS: the handshake's ALPN says which protocol the client speaks (no peeking).
+  const secure = opts.tls ? tlsServer(opts.tls, limits, opts.onTls ?? (() => undefined)) : undefined;
+  secure?.server.on("secureConnection", (socket: tls.TLSSocket) => {
+    track(socket);
+    (socket.alpnProtocol === "h2" ? h2 : h1).emit("connection", socket);
   });
+  const tcp: net.Server = secure?.server ?? net.createServer({ pauseOnConnect: true }, plain);
 
   tcp.maxConnections = limits.maxConnections;
   // The http server gets its connections from `tcp` and never listens itself, so start what its
@@ -152,6 +167,7 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
     async close(timeoutMs) {
       closing = true;
       for (const r of h1Responses) closeAfter(r);
+      secure?.stop();
       const stopped = new Promise<void>((resolve) => tcp.close(() => resolve()));
       h1.close(() => undefined); // stops the timer above and closes idle connections (it never listened: the error is expected)
       h1.closeIdleConnections();
@@ -170,5 +186,36 @@ export function createOnePortServer(handler: RequestHandler, opts: { maxHeaderSi
       await stopped;
     },
     inFlight: () => active,
+  };
+}
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * A TLS server offering h2 and http/1.1 by ALPN, from PEM files read now and again whenever
+ * either changes (checked every second): a renewed certificate is served to new connections
+ * without a restart. A pair that does not load keeps the old one (and says so).
+ */
+function tlsServer(files: TlsFiles, limits: ConnectionLimits, onEvent: (event: "reloaded" | "reload failed", err?: Error) => void) {
+  const read = () => ({ cert: fs.readFileSync(files.certFile), key: fs.readFileSync(files.keyFile) });
+  const server = tls.createServer({ ...read(), ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: limits.headersTimeoutMs });
+  server.on("tlsClientError", () => undefined); // a failed handshake ends that socket only
+  const reload = () => {
+    try {
+      server.setSecureContext({ ...read(), ALPNProtocols: ["h2", "http/1.1"] } as tls.SecureContextOptions);
+      onEvent("reloaded");
+    } catch (err) {
+      onEvent("reload failed", err as Error);
+    }
+  };
+  for (const f of [files.certFile, files.keyFile]) fs.watchFile(f, { interval: 1_000, persistent: false }, reload);
+  return {
+    server: server as net.Server,
+    stop: () => {
+      for (const f of [files.certFile, files.keyFile]) fs.unwatchFile(f, reload);
+    },
   };
 }
