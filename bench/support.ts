@@ -64,7 +64,9 @@ export async function benchDatabase(): Promise<BenchDb> {
 }
 
 export async function benchApp(dbUrl: string, overrides: Partial<Config> = {}): Promise<App> {
-  const config: Config = { ...loadConfig({}), port: 0, databaseUrl: dbUrl, logLevel: "warn", dbPoolSize: 20, ...overrides };
+  // SHOPHOOK_* variables of the bench's environment apply (an A/B of one setting), then the bench's own.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("SHOPHOOK_")));
+  const config: Config = { ...loadConfig(env), port: 0, databaseUrl: dbUrl, logLevel: "warn", dbPoolSize: 20, ...overrides };
   return startApp(config, createLogger((process.env.BENCH_LOG as "info") ?? "warn"));
 }
 

@@ -200,7 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryMaxStepSeconds: int(env, "SHOPHOOK_RETRY_MAX_STEP_SECONDS", 4 * 3600, 1, 7 * 86_400),
     retryWindowHours: int(env, "SHOPHOOK_RETRY_WINDOW_HOURS", 72, 1, 24 * 90),
     deliveryConcurrency: int(env, "SHOPHOOK_DELIVERY_CONCURRENCY", 2000, 1, 100_000),
-    deliveryMemoryBytes: int(env, "SHOPHOOK_DELIVERY_MEMORY_BYTES", 128 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
+    deliveryMemoryBytes: int(env, "SHOPHOOK_DELIVERY_MEMORY_BYTES", 64 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024),
     sweepIntervalMs: int(env, "SHOPHOOK_SWEEP_INTERVAL_MS", 1000, 10, 600_000),
     fullSweepIntervalMs: int(env, "SHOPHOOK_FULL_SWEEP_INTERVAL_MS", 300_000, 1000, 86_400_000),
     role,

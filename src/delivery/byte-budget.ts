@@ -42,6 +42,9 @@ export class ByteBudget {
     this.onChange?.(this.used);
     let size = n;
     const hold: Hold = {
+      get bytes() {
+        return size;
+      },
       resize: (m: number) => {
         const to = Math.min(Math.max(0, m), size); // only ever shrinks: growing could overrun the budget
         this.used -= size - to;
@@ -63,6 +66,8 @@ export class ByteBudget {
 }
 
 export interface Hold {
+  /** Bytes held now. */
+  readonly bytes: number;
   /** Shrinks the reservation to `n` bytes (what was actually read), freeing the rest. */
   resize(n: number): void;
   /** Gives it all back; idempotent. */

@@ -57,7 +57,14 @@ const BATCHES_PER_TURN = 20;
  * Bytes held per byte of changes read: the rows as read, the rendered body, and the request in
  * flight (measured: docs/delivery.md, "Memory").
  */
-const HELD_PER_BYTE = 3;
+const HELD_PER_BYTE = 10;
+/**
+ * Under pressure a read is cut to what the budget has room for, down to this (a smaller batch,
+ * never a stalled turn): many webhooks' single changes keep flowing while big backlogs drain.
+ */
+const MIN_READ_BYTES = 256 * 1024;
+/** What a webhook whose last read was small (live traffic) reserves: a few of those again. */
+const SMALL_READ_BYTES = 16 * 1024;
 const heldFor = (rows: sql.BatchChangeRow[]) => HELD_PER_BYTE * rows.reduce((n, r) => n + r.bytes, 0);
 /** Seconds a 429's Retry-After asks for (delta-seconds or an HTTP date), or undefined. */
 export function retryAfterSeconds(value: string | undefined, now: Date): number | undefined {
@@ -85,8 +92,12 @@ export class Deliverer {
   private readonly sendWithinMs: number;
   /** Bytes of changes held by all turns (SHOPHOOK_DELIVERY_MEMORY_BYTES). */
   readonly budget: ByteBudget;
-  /** What one read may return, held: reserved before each read. */
+  /** What one full read may return, held: reserved before a read when the budget has room. */
   private readonly readHold: number;
+  /** When it has not: a smaller read (a smaller batch) that waits for this much. */
+  private readonly minHold: number;
+  /** Bytes of each webhook's last read (Infinity: the cap cut it, a backlog): what its next read reserves. */
+  private readonly lastRead = new Map<string, number>();
 
   constructor(deps: DelivererDeps) {
     this.deps = deps;
@@ -97,6 +108,7 @@ export class Deliverer {
     this.sendWithinMs = leaseSeconds * 1000 - deps.config.deliveryTimeoutMs - 5_000;
     this.budget = new ByteBudget(deps.config.deliveryMemoryBytes, (used) => deps.metrics?.deliveryBytes.set(used));
     this.readHold = HELD_PER_BYTE * deps.config.batchMaxBytes;
+    this.minHold = Math.min(this.readHold, HELD_PER_BYTE * MIN_READ_BYTES);
   }
 
   /** Requests a turn for a webhook; cheap and idempotent. */
@@ -176,7 +188,7 @@ export class Deliverer {
       if (!w.active || w.state === "stop") return;
       if (w.state === "retry" && w.next_attempt_at && w.next_attempt_at > this.deps.clock.now()) return;
       let batch: Batch;
-      hold = await this.budget.reserve(this.readHold);
+      hold = await this.reserveRead(id);
       // A stored batch is re-sent exactly, unless the webhook's settings changed since it was cut:
       // then it is cut again from the cursor (new id), so nothing its old filters left out is lost.
       if (w.batch_id !== null && w.batch_version === w.settings_version) {
@@ -185,7 +197,7 @@ export class Deliverer {
         batch = stored;
       } else {
         if (w.batch_id !== null && !(await this.deps.pool.query(sql.dropStaleBatch(w.id, this.deps.owner))).rowCount) return;
-        const first = await this.cut(w, w.cursor_xid, w.cursor_seq);
+        const first = await this.cut(w, w.cursor_xid, w.cursor_seq, hold.bytes / HELD_PER_BYTE);
         if (first.pruned) return void (released = await this.stopPruned(w));
         if (first.skip) await this.deps.pool.query(sql.skipTo(w.id, this.deps.owner, first.skip[0], first.skip[1]));
         if (!first.batch) return;
@@ -197,8 +209,8 @@ export class Deliverer {
       for (let n = 1; ; n++) {
         // The next batch is read while this one is in flight (it is used only after a 2xx), and
         // fixed in the statement that records this one; only if the budget has room for it now.
-        aheadHold = n < BATCHES_PER_TURN && !this.stopping ? this.budget.tryReserve(this.readHold) : undefined;
-        const ahead = aheadHold ? this.cut(w, batch.endXid, batch.endSeq) : undefined;
+        aheadHold = n < BATCHES_PER_TURN && !this.stopping ? this.tryReserveRead(id) : undefined;
+        const ahead = aheadHold ? this.cut(w, batch.endXid, batch.endSeq, aheadHold.bytes / HELD_PER_BYTE) : undefined;
         ahead?.catch(() => undefined); // awaited below, or dropped with a failed batch
         const result = await this.send(w, batch, fenced);
         if (!result) return; // fenced off: another sender has the webhook now
@@ -242,10 +254,34 @@ export class Deliverer {
    * before the batch's first change, or, with nothing to send, to the horizon; the batch's range
    * starts there, so a stored batch never pins the change log behind its first change.
    */
-  private async cut(w: sql.WebhookRow, xid: string, seq: string): Promise<{ batch?: Batch; skip?: [string, string]; pruned?: true }> {
+  /**
+   * What a read of this webhook reserves: a full body's worth when its last read was cut by the
+   * cap (a backlog), else a little more than last time (live traffic, or a first read: thousands
+   * of single changes must not queue behind full-size reservations).
+   */
+  private wantHold(id: string): number {
+    const last = this.lastRead.get(id) ?? 0; // unknown: small first (a backlog shows itself: the cap cuts it)
+    if (last === Infinity) return this.readHold;
+    return Math.min(this.readHold, HELD_PER_BYTE * Math.max(SMALL_READ_BYTES, 2 * last));
+  }
+
+  /** Reserves for a read: what the webhook wants if there is room now, else waits for a smaller read. */
+  private async reserveRead(id: string): Promise<Hold> {
+    const want = this.wantHold(id);
+    return this.budget.tryReserve(want) ?? this.budget.reserve(Math.min(want, this.minHold));
+  }
+
+  /** The same without waiting (the read-ahead): undefined when there is no room now. */
+  private tryReserveRead(id: string): Hold | undefined {
+    const want = this.wantHold(id);
+    return this.budget.tryReserve(want) ?? this.budget.tryReserve(Math.min(want, this.minHold));
+  }
+
+  private async cut(w: sql.WebhookRow, xid: string, seq: string, readBytes: number): Promise<{ batch?: Batch; skip?: [string, string]; pruned?: true }> {
     const { config } = this.deps;
-    // Read no more than one request body's worth: the byte cap stops the read in PostgreSQL.
-    const maxBytes = config.batchMaxBytes;
+    // Read no more than one request body's worth, or what the byte budget had room for: the cap
+    // stops the read in PostgreSQL, and the batch is cut to fit it.
+    const maxBytes = Math.max(1024, Math.min(config.batchMaxBytes, Math.floor(readBytes)));
     const { horizon, pruned, changes } = await this.store.next.call({ webhookId: w.id, shopId: w.shop_id, fromXid: xid, fromSeq: seq, endXid: null, endSeq: null, limit: config.batchMaxChanges, maxBytes });
     if (pruned) return { pruned };
     if (!changes.length) return BigInt(horizon) > BigInt(xid) ? { skip: [horizon, "0"] } : {};
@@ -253,7 +289,10 @@ export class Deliverer {
     const count = fitting(id, changes, maxBytes, w.format, w.shop_id);
     // A short page that fits whole covers everything below the horizon: end the batch there. A
     // page the byte cap may have cut (its bytes reach the cap) is not short.
-    const capped = changes.reduce((n, c) => n + c.bytes, 0) >= maxBytes;
+    const bytes = changes.reduce((n, c) => n + c.bytes, 0);
+    const capped = bytes >= maxBytes;
+    if (this.lastRead.size >= 100_000) this.lastRead.clear();
+    this.lastRead.set(w.id, capped ? Infinity : bytes); // a read the count limit cut is as big again next time, no bigger
     const whole = count === changes.length && changes.length < config.batchMaxChanges && !capped;
     const last = changes[count - 1]!;
     const [endXid, endSeq] = whole ? [horizon, "0"] : [last.xid, last.id!];
