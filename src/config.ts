@@ -86,7 +86,7 @@ export interface Config {
   deliveryConcurrency: number;
   /**
    * Bytes of changes one instance's deliveries hold at once (read, rendered, in flight); turns
-   * wait for room. `SHOPHOOK_DELIVERY_MEMORY_BYTES`, default 128 MiB.
+   * wait for room. `SHOPHOOK_DELIVERY_MEMORY_BYTES`, default 64 MiB.
    */
   deliveryMemoryBytes: number;
   /** How often the due sweep (retries due, orphaned leases) and the change watcher's poll run. `SHOPHOOK_SWEEP_INTERVAL_MS`, default 1000. */
