@@ -24,7 +24,7 @@ const SLOW = Number(process.env.SLOW ?? 200);
 const SECONDS = Number(process.env.SECONDS ?? 15);
 
 const db = await benchDatabase();
-const service = await startService({ DATABASE_URL: db.url, LOG_LEVEL: "warn" });
+const service = await startService({ DATABASE_URL: db.url, LOG_LEVEL: "info" }); // info: the default, and the "listening" line startService waits for
 const pool = createPool(db.url, 2);
 const shop = await createShop(pool, "abuse");
 const key = (await createApiKey(pool, shop.id)).key;

@@ -41,6 +41,7 @@ describe("HTTP/1.1", () => {
     } finally {
       clearInterval(drip);
     }
+    expect(slow.data).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
     expect(slow.closedAfter!).toBeGreaterThanOrEqual(LIMITS.headersTimeoutMs - 50);
     expect(slow.closedAfter!).toBeLessThan(LIMITS.headersTimeoutMs + 1_500);
   });

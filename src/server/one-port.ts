@@ -111,8 +111,10 @@ export function createOnePortServer(
     if (closing) s.close();
   });
   // A broken peer must never take the process down.
-  h1.on("clientError", (_err, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    // Headers or a body too slow (headersTimeout, requestTimeout): 408; anything else malformed: 400.
+    const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     else socket.destroy();
   });
   h2.on("sessionError", () => undefined);
