@@ -139,6 +139,9 @@ describe("the key is checked before the body", () => {
       const g = await h2("/shop.Product/GetProduct", message(GARBAGE), { ...auth, "content-type": "application/grpc" });
       expect([g.status, g.grpcStatus], `grpc ${authorization}`).toEqual([200, "16"]);
       expect(g.grpcMessage).toMatch(/^authorization: /);
+      // gRPC: a client that keeps sending still gets its answer (after at most 1 MiB read and dropped).
+      const gBig = await h2("/shop.Product/GetProduct", message(Buffer.alloc(3 * 1024 * 1024)), { ...auth, "content-type": "application/grpc" });
+      expect([gBig.status, gBig.grpcStatus], `grpc, 3 MiB, ${authorization}`).toEqual([200, "16"]);
       // A body far over the limit is not read either: the answer is the key's.
       const big = await h1("/v1/shop.Product/GetProduct", "x".repeat(2 * 1024 * 1024), { ...auth, "content-type": "application/json" });
       expect(big.status, `oversized ${authorization}`).toBe(401);

@@ -38,14 +38,33 @@ const GRPC_CONTENT_TYPE = /^application\/grpc/i;
  * A gRPC or gRPC-Web refusal in the protocol's own terms: HTTP 200, its content type, and the
  * status in a trailers-only response.
  */
+const DRAIN_MAX_BYTES = 1024 * 1024;
+const DRAIN_MAX_MS = 5_000;
+
 function sendGrpcStatus(req: NodeServerRequest, res: NodeServerResponse, code: number, message: string) {
   // HTTP/2: answer once the client has sent its message (read and dropped here). gRPC clients
   // take a stream closed while they are still sending as reset ("Stream removed"), not as the status.
   if ("stream" in res && !req.readableEnded) {
-    req.on("data", () => undefined);
-    req.once("end", () => sendGrpcStatus(req, res, code, message));
+    // Up to a point: a client that keeps sending (1 MiB, or 5 s) gets its answer anyway.
+    let seen = 0;
+    const answer = () => {
+      clearTimeout(timer);
+      req.removeListener("data", count);
+      req.removeListener("end", answer);
+      writeGrpcStatus(req, res, code, message);
+    };
+    const count = (chunk: Buffer) => {
+      if ((seen += chunk.length) > DRAIN_MAX_BYTES) answer();
+    };
+    const timer = setTimeout(answer, DRAIN_MAX_MS);
+    req.on("data", count);
+    req.once("end", answer);
     return;
   }
+  writeGrpcStatus(req, res, code, message);
+}
+
+function writeGrpcStatus(req: NodeServerRequest, res: NodeServerResponse, code: number, message: string) {
   if (res.destroyed || res.headersSent) return;
   const headers = {
     "content-type": /^application\/grpc-web/i.test(req.headers["content-type"] ?? "") ? "application/grpc-web+proto" : "application/grpc+proto",
