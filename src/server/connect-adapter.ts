@@ -7,6 +7,7 @@
  *   unknown Content-Encoding is HTTP 415, not 501 (all of these are the client's to fix);
  * - handler failures are logged through our logger, not console.
  */
+import type http from "node:http";
 import { Code, ConnectError, type ConnectRouterOptions, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { encodeEnvelope, type UniversalServerResponse } from "@connectrpc/connect/protocol";
@@ -108,6 +109,23 @@ async function fixParseErrors(res: UniversalServerResponse): Promise<UniversalSe
 /** The adapter's handler, and whether a path is one of its RPCs. */
 export type ConnectHandler = RequestHandler & { knows(path: string): boolean };
 
+/**
+ * HTTP/1.1, a request connect-es serves: an answer written before the body was read to its end
+ * (a message connect-es stopped reading: too large, malformed) says `Connection: close`.
+ * connect-es drops such a request stream unread, which destroys its socket: a client that
+ * reused the connection would see its next request reset (ECONNRESET). Our own refusals (and
+ * the direct JSON path) leave the rest to Node, which reads and drops it and keeps the connection.
+ */
+function closeIfUnread(req: NodeServerRequest, res: NodeServerResponse) {
+  const r = res as http.ServerResponse;
+  const writeHead = r.writeHead;
+  r.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    // (A GET or HEAD has no body to wait for.)
+    if (!req.readableEnded && req.method !== "GET" && req.method !== "HEAD") this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
 export function connectAdapter(opts: ConnectAdapterOptions): ConnectHandler {
   const acceptCompression = [compressionGzip, compressionBrotli];
   const router = createConnectRouter({ acceptCompression, ...opts });
@@ -122,6 +140,7 @@ export function connectAdapter(opts: ConnectAdapterOptions): ConnectHandler {
     if (direct(req, res)) return;
     const handler = paths.get((req.url ?? "").split("?", 1)[0]!);
     if (!handler) return opts.fallback(req, res);
+    if (!("stream" in res)) closeIfUnread(req, res);
     handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
       .then(fixParseErrors)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))

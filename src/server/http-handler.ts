@@ -3,7 +3,6 @@
  * gRPC, gRPC-Web) at both `/v1/shop.<Service>/<Method>` (eTop's paths) and `/shop.<Service>/<Method>`.
  */
 import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
-import type http from "node:http";
 import type { ServerHttp2Stream } from "node:http2";
 import type { Logger } from "../logger.ts";
 import { requestIdFor } from "../api/errors.ts";
@@ -101,22 +100,6 @@ function readAndDrop(stream: ServerHttp2Stream) {
   while (stream.read() !== null);
 }
 
-/**
- * HTTP/1.1: an answer written before the request body was read to its end (refused early, a
- * message connect-es stopped reading) says `Connection: close`. The rest of the body may still be
- * arriving, and a request stream dropped unread destroys its socket: a client that reused the
- * connection would see its next request reset (ECONNRESET).
- */
-function closeIfUnread(req: NodeServerRequest, res: NodeServerResponse) {
-  const r = res as http.ServerResponse;
-  const writeHead = r.writeHead;
-  r.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
-    // (A GET or HEAD has no body to wait for.)
-    if (!req.readableEnded && req.method !== "GET" && req.method !== "HEAD") this.shouldKeepAlive = false;
-    return writeHead.apply(this, args);
-  } as typeof writeHead;
-}
-
 export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
   const limit = opts.bodyLimitBytes;
   const notFound = (req: NodeServerRequest, res: NodeServerResponse) => {
@@ -151,7 +134,7 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
       stream.once("finish", () => {
         if (!stream.readableEnded) stream.on("readable", () => readAndDrop(stream));
       });
-    } else closeIfUnread(req, res);
+    }
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
