@@ -25,15 +25,16 @@ export function requestIdFor(given: string | null | undefined): string {
   return given && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
+/** A gRPC or gRPC-Web content type: its answers carry status and metadata their own way. */
+export const isGrpc = (contentType: string | null | undefined): boolean => /^application\/grpc/i.test(contentType ?? "");
+
 /**
  * Outermost interceptor: gives each call a request id (the client's `x-request-id` when sane),
- * answers it in the `x-request-id` response header (an error's: in its metadata, which gRPC
- * sends as trailers), logs the call with it (successes at debug: an info line per RPC at
+ * answers it in the `x-request-id` response header (an error's: in its metadata, except over
+ * gRPC and gRPC-Web, whose answers already carry it as a header), logs the call with it (successes at debug: an info line per RPC at
  * thousands per second would drown the log; failures at info, internal errors at error with
  * their cause), and turns unexpected errors into a bare `internal`.
  */
-const grpc = (h: Headers) => /^application\/grpc/i.test(h.get("content-type") ?? "");
-
 export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
   return (next) => async (req) => {
     const requestId = requestIdFor(req.header.get("x-request-id"));
@@ -55,13 +56,13 @@ export function edgeInterceptor(log: Logger, metrics?: Metrics): Interceptor {
       if (err instanceof ConnectError) {
         // gRPC and gRPC-Web answers carry it as a header already (server/http-handler.ts): as
         // error metadata it would come again in the trailers, and clients merge the two.
-        if (!grpc(req.header)) err.metadata.set("x-request-id", requestId);
+        if (!isGrpc(req.header.get("content-type"))) err.metadata.set("x-request-id", requestId);
         log.info({ requestId, rpc, ms, code: Code[err.code], error: err.rawMessage }, "rpc failed");
         throw err;
       }
       log.error({ requestId, rpc, ms, err }, "rpc internal error");
       const internal = new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
-      if (!grpc(req.header)) internal.metadata.set("x-request-id", requestId);
+      if (!isGrpc(req.header.get("content-type"))) internal.metadata.set("x-request-id", requestId);
       throw internal;
     }
   };

@@ -5,7 +5,7 @@
 import type { ConnectRouter, ConnectRouterOptions, Interceptor } from "@connectrpc/connect";
 import type { ServerHttp2Stream } from "node:http2";
 import type { Logger } from "../logger.ts";
-import { requestIdFor } from "../api/errors.ts";
+import { isGrpc, requestIdFor } from "../api/errors.ts";
 import { connectAdapter } from "./connect-adapter.ts";
 import type { NodeServerRequest, NodeServerResponse, RequestHandler } from "./one-port.ts";
 import { handOver, readBody } from "./read-body.ts";
@@ -30,8 +30,6 @@ export interface HttpHandlerOptions {
 
 /** The content types our RPCs take (unary Connect JSON or binary, gRPC, gRPC-Web); others get a 415 that says so. */
 const RPC_CONTENT_TYPE = /^application\/(json(\s*;\s*charset=utf-?8)?|proto|grpc(-web)?(\+(json|proto))?)\s*$/i;
-/** gRPC and gRPC-Web: a body over the limit is answered by Connect, as a gRPC status. */
-const GRPC_CONTENT_TYPE = /^application\/grpc/i;
 
 /**
  * A gRPC or gRPC-Web refusal in the protocol's own terms: HTTP 200, its content type, and the
@@ -105,7 +103,7 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
   const notFound = (req: NodeServerRequest, res: NodeServerResponse) => {
     const message = `no such RPC: ${req.method} ${(req.url ?? "").slice(0, 200)}`;
     // gRPC and gRPC-Web answer in their own terms: status 12, unimplemented.
-    if (req.method === "POST" && GRPC_CONTENT_TYPE.test(req.headers["content-type"] ?? "")) return sendGrpcStatus(req, res, 12, message);
+    if (req.method === "POST" && isGrpc(req.headers["content-type"])) return sendGrpcStatus(req, res, 12, message);
     sendJson(res, 404, { code: "unimplemented", message });
   };
   const handler = connectAdapter({
@@ -160,7 +158,7 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
     if (req.method !== "POST") return handler(req, res);
     // Connect answers an unknown content type with a bare 415; say what is accepted instead.
     const type = req.headers["content-type"];
-    if (type && GRPC_CONTENT_TYPE.test(type) && !RPC_CONTENT_TYPE.test(type)) {
+    if (type && isGrpc(type) && !RPC_CONTENT_TYPE.test(type)) {
       // A gRPC call with a codec we do not serve (application/grpc+foo): a gRPC status, 3.
       const message = `content-type: "${type.slice(0, 100)}" is not served; use application/grpc (+proto or +json) or application/grpc-web (+proto or +json)`;
       opts.log.info({ requestId, path: path?.slice(0, 200), code: "invalid_argument", error: message }, "request refused");
@@ -172,8 +170,8 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
         message: `content-type: expected application/json (or application/proto, application/grpc, application/grpc-web), got ${type ? `"${type.slice(0, 100)}"` : "none"}`,
       });
     }
-    const dispatch = (type: string) => {
-      if (GRPC_CONTENT_TYPE.test(type)) return handler(req, res);
+    const dispatch = () => {
+      if (isGrpc(type)) return handler(req, res);
       // Connect unary (JSON or binary): Connect reads the whole body before the call anyway, so
       // its size can be checked first: from Content-Length, or by reading a chunked body here.
       const length = req.headers["content-length"];
@@ -195,23 +193,23 @@ export function createHttpHandler(opts: HttpHandlerOptions): RequestHandler {
       opts.authorize(req.headers.authorization).then(
         (refused) => {
           if (res.destroyed) return;
-          if (refused === undefined) return dispatch(type);
+          if (refused === undefined) return dispatch();
           // Logged and counted as the interceptors log and count a failed call.
           const rpc = path.replace(/^\/v1\//, "/").slice(1);
           opts.log.info({ requestId, rpc, code: "Unauthenticated", error: refused }, "rpc failed");
           opts.refused?.(rpc, "Unauthenticated");
-          if (GRPC_CONTENT_TYPE.test(type)) sendGrpcStatus(req, res, 16, refused);
+          if (isGrpc(type)) sendGrpcStatus(req, res, 16, refused);
           else sendJson(res, 401, { code: "unauthenticated", message: refused });
         },
         (err: unknown) => {
           // The key could not be checked (the database is away): the call fails as the interceptor's would.
           opts.log.warn({ requestId, error: (err as Error).message }, "authorization check failed");
-          if (GRPC_CONTENT_TYPE.test(type)) sendGrpcStatus(req, res, 14, "unavailable: try again");
+          if (isGrpc(type)) sendGrpcStatus(req, res, 14, "unavailable: try again");
           else sendJson(res, 503, { code: "unavailable", message: "unavailable: try again" });
         },
       );
       return;
     }
-    dispatch(type);
+    dispatch();
   };
 }

@@ -67,13 +67,12 @@ c AS (INSERT INTO changes (id, xid, shop_id, entity, entity_id, change_type, tim
  * instances of its commits with no statement or round trip of its own (delivery/commit-signal.ts).
  * The LEFT JOIN evaluates it once, and only when a row was written.
  */
+const NOTICE = `pg_notify('${CHANGES_CHANNEL}', pg_current_xact_id()::text)`;
 const returnRows = (def: EntityDef, notice: boolean): string =>
-  notice
-    ? `,\nn AS (SELECT pg_notify('${CHANGES_CHANNEL}', pg_current_xact_id()::text) AS notified)\nSELECT ${rowColumns(def, "w.")} FROM w LEFT JOIN n ON true`
-    : `\nSELECT ${rowColumns(def)} FROM w`;
+  notice ? `,\nn AS (SELECT ${NOTICE} AS notified)\nSELECT ${rowColumns(def, "w.")} FROM w LEFT JOIN n ON true` : `\nSELECT ${rowColumns(def)} FROM w`;
 
 /** The same notice, for a transaction of several statements (store/write.ts `write`), sent before its COMMIT. */
-export const commitNotice = (): Query => ({ text: `SELECT pg_notify('${CHANGES_CHANNEL}', pg_current_xact_id()::text)`, values: [] });
+export const commitNotice = (): Query => ({ text: `SELECT ${NOTICE}`, values: [] });
 
 const POSITION = "pg_current_xact_id(), nextval('changes_id_seq')";
 const changeValues = (shopId: string, c: ChangeValues): unknown[] => [shopId, c.entity, c.entityId, c.changeType, c.time, c.latest, c.changed];
