@@ -17,7 +17,7 @@ import { Agent, request } from "undici";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
 import { createPool } from "../src/db/pool.ts";
 import { startService } from "../test/support/process.ts";
-import { benchDatabase, machine, ms, report, sleep, summarize, table } from "./support.ts";
+import { benchDatabase, machine, ms, report, rssMiB, sleep, summarize, table } from "./support.ts";
 
 const IDLE = Number(process.env.IDLE ?? 2000);
 const SLOW = Number(process.env.SLOW ?? 200);
@@ -144,7 +144,7 @@ await sleep(2_000); // the abuse at full size before measuring
 const abused = await measure(SECONDS);
 abusing = false;
 await flood;
-const rss = Number(/VmRSS:\s+(\d+)/.exec(await import("node:fs/promises").then((fs) => fs.readFile(`/proc/${service.child.pid}/status`, "utf8")))![1]) / 1024;
+const rss = await rssMiB(service.child.pid!);
 
 console.log(`\n# valid calls while the port is abused (${IDLE} idle connections, ${SLOW} slowloris, rapid-reset HTTP/2 sessions), ${SECONDS} s per phase`);
 console.log(`machine: ${machine()}`);

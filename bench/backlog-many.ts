@@ -10,20 +10,18 @@
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres WEBHOOKS=1000 PER=5000 npx node bench/backlog-many.ts
  */
 import { spawn } from "node:child_process";
-import fs from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { request } from "undici";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
 import { createPool } from "../src/db/pool.ts";
 import { startService } from "../test/support/process.ts";
-import { benchDatabase, machine, report, table } from "./support.ts";
+import { benchDatabase, machine, peakRss, report, rssMiB, sleep, table } from "./support.ts";
 
 const WEBHOOKS = Number(process.env.WEBHOOKS ?? 1000);
 const PER = Number(process.env.PER ?? 1000);
 const TOTAL = WEBHOOKS * PER;
 const CHUNK = 50_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const receiverProc = spawn(process.execPath, [path.join(import.meta.dirname, "receiver.ts")], { stdio: ["ignore", "pipe", "inherit"] });
 const port: number = await new Promise((resolve) => readline.createInterface({ input: receiverProc.stdout! }).once("line", (l) => resolve(JSON.parse(l).port)));
@@ -46,7 +44,7 @@ async function run(leg: Leg) {
     SHOPHOOK_RETRY_MAX_STEP_SECONDS: "2",
     ...(leg.budget ? { SHOPHOOK_DELIVERY_MEMORY_BYTES: leg.budget } : {}),
   });
-  const rss = async () => Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${service.child.pid}/status`, "utf8"))![1]) / 1024;
+  const pid = service.child.pid!;
   const pool = createPool(db.url, 4);
   try {
     await receiver("reset");
@@ -65,7 +63,7 @@ async function run(leg: Leg) {
       shops.push(shop.id);
     }
     await sleep(2000);
-    const idle = await rss();
+    const idle = await rssMiB(pid);
     // The backlog: customer changes, TOTAL / webhooks per shop, in transactions of 50,000 (a bulk import).
     const per = TOTAL / leg.webhooks;
     const t0 = performance.now();
@@ -85,26 +83,17 @@ async function run(leg: Leg) {
     }
     const loadSec = (performance.now() - t0) / 1000;
     await sleep(3000); // every webhook has failed at least once and waits for its retry
-    let peak = await rss();
-    let running = true;
-    const sampler = (async () => {
-      while (running) {
-        peak = Math.max(peak, await rss());
-        await sleep(100);
+    const { peak, result: drained } = await peakRss(pid, async () => {
+      const start = performance.now();
+      await receiver("heal");
+      for (;;) {
+        const stats = await receiver("stats");
+        if (stats.distinct >= TOTAL) return { stats, secs: (performance.now() - start) / 1000 };
+        if (performance.now() - start > 30 * 60_000) throw new Error(`${leg.name}: ${stats.distinct} of ${TOTAL} delivered after 30 minutes`);
+        await sleep(200);
       }
-    })();
-    const start = performance.now();
-    await receiver("heal");
-    let stats: Awaited<ReturnType<typeof receiver>>;
-    for (;;) {
-      stats = await receiver("stats");
-      if (stats.distinct >= TOTAL) break;
-      if (performance.now() - start > 30 * 60_000) throw new Error(`${leg.name}: ${stats.distinct} of ${TOTAL} delivered after 30 minutes`);
-      await sleep(200);
-    }
-    const secs = (performance.now() - start) / 1000;
-    running = false;
-    await sampler;
+    });
+    const { stats, secs } = drained;
     return { idle, peak, secs, rate: TOTAL / secs, requests: stats.requests, loadSec };
   } finally {
     service.child.kill("SIGTERM");

@@ -8,19 +8,17 @@
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx node bench/backlog.ts
  */
 import { spawn } from "node:child_process";
-import fs from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { request } from "undici";
 import { createApiKey, createShop } from "../src/auth/api-keys.ts";
 import { createPool } from "../src/db/pool.ts";
 import { startService } from "../test/support/process.ts";
-import { benchDatabase, machine, report } from "./support.ts";
+import { benchDatabase, machine, peakRss, report, rssMiB, sleep } from "./support.ts";
 
 const BACKLOG = Number(process.env.BACKLOG ?? 1_000_000);
 const CHUNK = 50_000;
 const FAIL_SECONDS = Number(process.env.FAIL_SECONDS ?? 20);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const db = await benchDatabase();
 const receiverProc = spawn(process.execPath, [path.join(import.meta.dirname, "receiver.ts")], { stdio: ["ignore", "pipe", "inherit"] });
@@ -37,26 +35,6 @@ const service = await startService({
   ...(process.env.SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SERVICE_NODE_OPTIONS } : {}),
 });
 const pid = service.child.pid!;
-async function rssMiB(): Promise<number> {
-  const status = await fs.readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-}
-/** Samples RSS every 100 ms while `work` runs; returns the peak. */
-async function peakRss<T>(work: () => Promise<T>): Promise<{ peak: number; result: T }> {
-  let peak = await rssMiB();
-  let running = true;
-  const sampler = (async () => {
-    while (running) {
-      peak = Math.max(peak, await rssMiB());
-      await sleep(100);
-    }
-  })();
-  const result = await work();
-  running = false;
-  await sampler;
-  return { peak, result };
-}
-
 const pool = createPool(db.url, 4);
 const shop = await createShop(pool, "backlog");
 const key = (await createApiKey(pool, shop.id)).key;
@@ -69,7 +47,7 @@ if (created.statusCode !== 200) throw new Error(`CreateWebhook: ${await created.
 await created.body.dump();
 
 await sleep(2000);
-const idle = await rssMiB();
+const idle = await rssMiB(pid);
 
 // The backlog: customer changes written in transactions of 50,000, like a bulk import.
 await receiver("fail");
@@ -87,11 +65,11 @@ for (let done = 0; done < BACKLOG; done += CHUNK) {
 }
 const loadSec = (performance.now() - t0) / 1000;
 
-const failing = await peakRss(async () => {
+const failing = await peakRss(pid, async () => {
   await sleep(FAIL_SECONDS * 1000);
   return receiver("stats");
 });
-const draining = await peakRss(async () => {
+const draining = await peakRss(pid, async () => {
   const start = performance.now();
   await receiver("heal");
   for (;;) {
@@ -100,7 +78,7 @@ const draining = await peakRss(async () => {
     await sleep(200);
   }
 });
-const after = await rssMiB();
+const after = await rssMiB(pid);
 if (process.env.MEMDEBUG) console.log((await (await request(`${service.url}/metrics`)).body.text()).split("\n").filter((l) => /heap_size|external|rss|heap_space_size_used/.test(l) && !l.startsWith("#")).join("\n"));
 
 console.log(`# memory with ${BACKLOG.toLocaleString("en")} undelivered changes (service process RSS)`);

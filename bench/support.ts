@@ -163,6 +163,32 @@ export async function createHook(app: App, shopId: string, url: string): Promise
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A process's resident memory now, MiB (from /proc). */
+export async function rssMiB(pid: number): Promise<number> {
+  const status = await fs.readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+/** Samples a process's RSS every 100 ms while `work` runs; returns the peak, MiB. */
+export async function peakRss<T>(pid: number, work: () => Promise<T>): Promise<{ peak: number; result: T }> {
+  let peak = await rssMiB(pid);
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rssMiB(pid));
+      await sleep(100);
+    }
+  })();
+  try {
+    const result = await work();
+    running = false;
+    await sampler; // its last sample counts too
+    return { peak, result };
+  } finally {
+    running = false;
+  }
+}
 export const wallMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 export function percentile(sorted: number[], p: number): number {

@@ -9,6 +9,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import { describe, expect, it } from "vitest";
 import { useApp } from "./support/app.ts";
+import { frame, grpcWebTrailers } from "./support/fuzz.ts";
 
 const t = useApp();
 
@@ -21,29 +22,6 @@ interface Answer {
   body: Buffer;
 }
 
-/** One enveloped message (flags 0, big-endian length). */
-function message(payload: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([head, payload]);
-}
-
-/** The trailer frame at the end of a gRPC-Web body. */
-function webTrailers(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let at = 0; at + 5 <= body.length; ) {
-    const len = body.readUInt32BE(at + 1);
-    if (body[at] === 0x80) {
-      for (const line of body.subarray(at + 5, at + 5 + len).toString().split("\r\n")) {
-        const i = line.indexOf(":");
-        if (i > 0) out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-      }
-    }
-    at += 5 + len;
-  }
-  return out;
-}
-
 function h1(path: string, body: Buffer | string, headers: Record<string, string>): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(t.app.url + path, { method: "POST", headers }, (res) => {
@@ -51,7 +29,7 @@ function h1(path: string, body: Buffer | string, headers: Record<string, string>
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
         const b = Buffer.concat(chunks);
-        const tr = webTrailers(b);
+        const tr = grpcWebTrailers(b);
         const h = res.headers as Record<string, string>;
         resolve({ status: res.statusCode!, headers: res.headers, body: b, grpcStatus: h["grpc-status"] ?? tr["grpc-status"], grpcMessage: decodeURIComponent(h["grpc-message"] ?? tr["grpc-message"] ?? "") });
       });
@@ -92,33 +70,33 @@ describe("malformed messages are invalid_argument on every transport", () => {
     const shop = await t.shop();
     const auth = { authorization: `Bearer ${shop.key}` };
     for (const type of ["application/grpc-web+proto", "application/grpc-web"]) {
-      const a = await h1("/shop.Product/GetProduct", message(GARBAGE), { ...auth, "content-type": type });
+      const a = await h1("/shop.Product/GetProduct", frame(GARBAGE), { ...auth, "content-type": type });
       expect([a.status, a.grpcStatus, a.headers["content-type"]], type).toEqual([200, "3", "application/grpc-web+proto"]);
       expect(a.grpcMessage).toMatch(/parse binary/);
       expect(a.headers["x-request-id"]).toMatch(UUID);
-      const two = await h1("/shop.Product/GetProduct", Buffer.concat([message(Buffer.alloc(0)), message(Buffer.alloc(0))]), { ...auth, "content-type": type });
+      const two = await h1("/shop.Product/GetProduct", Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.alloc(0))]), { ...auth, "content-type": type });
       expect([two.status, two.grpcStatus], `${type}, two messages`).toEqual([200, "3"]);
       expect(two.headers["x-request-id"]).toMatch(UUID);
     }
-    const g = await h2("/shop.Product/GetProduct", message(GARBAGE), { ...auth, "content-type": "application/grpc+proto", "x-request-id": "mine-1" });
+    const g = await h2("/shop.Product/GetProduct", frame(GARBAGE), { ...auth, "content-type": "application/grpc+proto", "x-request-id": "mine-1" });
     expect([g.status, g.grpcStatus, g.headers["x-request-id"]]).toEqual([200, "3", "mine-1"]);
-    const g2 = await h2("/shop.Product/GetProduct", Buffer.concat([message(Buffer.alloc(0)), message(Buffer.alloc(0))]), { ...auth, "content-type": "application/grpc" });
+    const g2 = await h2("/shop.Product/GetProduct", Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.alloc(0))]), { ...auth, "content-type": "application/grpc" });
     expect(g2.grpcStatus).toBe("3");
     const c = await h1("/v1/shop.Product/GetProduct", GARBAGE, { ...auth, "content-type": "application/proto" });
     expect([c.status, JSON.parse(c.body.toString()).code]).toEqual([400, "invalid_argument"]);
     expect(c.headers["x-request-id"]).toMatch(UUID);
     // And a well-formed message still works on each (not found: no such product).
-    const ok = await h1("/shop.Product/GetProduct", message(Buffer.from([0x08, 0x01])), { ...auth, "content-type": "application/grpc-web+proto" });
+    const ok = await h1("/shop.Product/GetProduct", frame(Buffer.from([0x08, 0x01])), { ...auth, "content-type": "application/grpc-web+proto" });
     expect(ok.grpcStatus).toBe("5");
   });
 });
 
 describe("an unknown method over gRPC or gRPC-Web", () => {
   it("is HTTP 200, a gRPC content type and grpc-status 12, with x-request-id", async () => {
-    const g = await h2("/shop.Product/Nope", message(Buffer.alloc(0)), { "content-type": "application/grpc" });
+    const g = await h2("/shop.Product/Nope", frame(Buffer.alloc(0)), { "content-type": "application/grpc" });
     expect([g.status, g.grpcStatus, g.headers["content-type"]]).toEqual([200, "12", "application/grpc+proto"]);
     expect(g.headers["x-request-id"]).toMatch(UUID);
-    const w = await h1("/shop.Nope/Nope", message(Buffer.alloc(0)), { "content-type": "application/grpc-web+proto" });
+    const w = await h1("/shop.Nope/Nope", frame(Buffer.alloc(0)), { "content-type": "application/grpc-web+proto" });
     expect([w.status, w.grpcStatus]).toEqual([200, "12"]);
     expect(w.headers["x-request-id"]).toMatch(UUID);
   });
@@ -133,14 +111,14 @@ describe("the key is checked before the body", () => {
       expect(json.headers["x-request-id"]).toMatch(UUID);
       const bin = await h1("/v1/shop.Product/GetProduct", GARBAGE, { ...auth, "content-type": "application/proto" });
       expect([bin.status, JSON.parse(bin.body.toString()).code], `binary ${authorization}`).toEqual([401, "unauthenticated"]);
-      const web = await h1("/shop.Product/GetProduct", message(GARBAGE), { ...auth, "content-type": "application/grpc-web+proto" });
+      const web = await h1("/shop.Product/GetProduct", frame(GARBAGE), { ...auth, "content-type": "application/grpc-web+proto" });
       expect([web.status, web.grpcStatus], `grpc-web ${authorization}`).toEqual([200, "16"]);
       expect(web.headers["x-request-id"]).toMatch(UUID);
-      const g = await h2("/shop.Product/GetProduct", message(GARBAGE), { ...auth, "content-type": "application/grpc" });
+      const g = await h2("/shop.Product/GetProduct", frame(GARBAGE), { ...auth, "content-type": "application/grpc" });
       expect([g.status, g.grpcStatus], `grpc ${authorization}`).toEqual([200, "16"]);
       expect(g.grpcMessage).toMatch(/^authorization: /);
       // gRPC: a client that keeps sending still gets its answer (after at most 1 MiB read and dropped).
-      const gBig = await h2("/shop.Product/GetProduct", message(Buffer.alloc(3 * 1024 * 1024)), { ...auth, "content-type": "application/grpc" });
+      const gBig = await h2("/shop.Product/GetProduct", frame(Buffer.alloc(3 * 1024 * 1024)), { ...auth, "content-type": "application/grpc" });
       expect([gBig.status, gBig.grpcStatus], `grpc, 3 MiB, ${authorization}`).toEqual([200, "16"]);
       // A body far over the limit is not read either: the answer is the key's.
       const big = await h1("/v1/shop.Product/GetProduct", "x".repeat(2 * 1024 * 1024), { ...auth, "content-type": "application/json" });

@@ -841,24 +841,30 @@ export async function sendHttp(baseUrl: string, c: Pick<FuzzCase, "method" | "pa
   return { result: `http:${res.status}`, code: typeof code === "string" ? code : undefined, message: typeof message === "string" ? message : undefined, body };
 }
 
-/** A gRPC-Web answer: grpc-status from the headers (trailers-only) or from the body's trailer frame. */
-async function grpcWebOutcome(res: Response): Promise<Outcome> {
-  const body = Buffer.from(await res.arrayBuffer());
-  const fields: Record<string, string> = {};
-  if (res.headers.has("grpc-status")) {
-    fields["grpc-status"] = res.headers.get("grpc-status")!;
-    fields["grpc-message"] = res.headers.get("grpc-message") ?? "";
-  }
+/** The fields of the trailer frame(s) in a gRPC-Web body, names lower-cased. */
+export function grpcWebTrailers(body: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
   for (let at = 0; at + 5 <= body.length; ) {
     const len = body.readUInt32BE(at + 1);
     if (body[at] === 0x80) {
       for (const line of body.subarray(at + 5, at + 5 + len).toString().split("\r\n")) {
         const i = line.indexOf(":");
-        if (i > 0) fields[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+        if (i > 0) out[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
       }
     }
     at += 5 + len;
   }
+  return out;
+}
+
+/** A gRPC-Web answer: grpc-status from the headers (trailers-only) or from the body's trailer frame. */
+async function grpcWebOutcome(res: Response): Promise<Outcome> {
+  const fields: Record<string, string> = {};
+  if (res.headers.has("grpc-status")) {
+    fields["grpc-status"] = res.headers.get("grpc-status")!;
+    fields["grpc-message"] = res.headers.get("grpc-message") ?? "";
+  }
+  Object.assign(fields, grpcWebTrailers(Buffer.from(await res.arrayBuffer())));
   if (res.status !== 200 || fields["grpc-status"] === undefined) return { result: `http:${res.status}` };
   return { result: `grpc:${fields["grpc-status"]}`, message: decodeURIComponent(fields["grpc-message"] ?? "") };
 }
